@@ -1,0 +1,12 @@
+from .predictor import Predictor
+from .setup import check_datasets_present, setup_cfg, sync_num_classes
+from .trainer import Trainer, build_evaluator_for_dataset
+
+__all__ = [
+    "Predictor",
+    "Trainer",
+    "build_evaluator_for_dataset",
+    "check_datasets_present",
+    "setup_cfg",
+    "sync_num_classes",
+]

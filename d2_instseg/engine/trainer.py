@@ -1,0 +1,115 @@
+"""``Trainer``: Detectron2's DefaultTrainer with per-method mappers, evaluators by ``evaluator_type``
+and multi-process training on CPU (gloo)."""
+import contextlib
+import logging
+import os
+
+import numpy as np
+from PIL import Image
+from detectron2.data import (
+    DatasetCatalog,
+    MetadataCatalog,
+    build_detection_test_loader,
+    build_detection_train_loader,
+)
+from detectron2.engine import DefaultTrainer
+from detectron2.engine import defaults as d2_defaults
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, SemSegEvaluator
+
+from ..data import build_mapper
+
+logger = logging.getLogger(__name__)
+
+
+def load_sem_seg_png(path: str, dtype) -> np.ndarray:
+    """Label PNG -> (H, W) array. Replaces Detectron2's default loader, which fails under numpy 2."""
+    with open(path, "rb") as f:
+        return np.asarray(Image.open(f), dtype=dtype)
+
+
+@contextlib.contextmanager
+def _ddp_without_device_ids_on_cpu(cfg):
+    """DefaultTrainer wraps the model with ``device_ids=[local_rank]``, which DDP rejects for CPU
+    modules; on CPU, pass ``device_ids=None`` instead (for the duration of the trainer's __init__)."""
+    original = d2_defaults.create_ddp_model
+    if cfg.MODEL.DEVICE == "cpu":
+
+        def create_cpu_ddp_model(model, **kwargs):
+            kwargs.setdefault("device_ids", None)
+            return original(model, **kwargs)
+
+        d2_defaults.create_ddp_model = create_cpu_ddp_model
+    try:
+        yield
+    finally:
+        d2_defaults.create_ddp_model = original
+
+
+def build_evaluator_for_dataset(cfg, dataset_name: str, output_folder: str):
+    """The evaluator matching ``MetadataCatalog.get(dataset_name).evaluator_type``."""
+    meta = MetadataCatalog.get(dataset_name)
+    evaluator_type = meta.get("evaluator_type", None)
+    if evaluator_type == "coco":
+        # use_fast_impl needs detectron2._C, which the pure-Python install does not have.
+        DatasetCatalog.get(dataset_name)  # generate / check the data before COCO reads the json
+        return COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=False)
+    if evaluator_type == "sem_seg":
+        return SemSegEvaluator(
+            dataset_name, output_dir=output_folder, sem_seg_loading_fn=load_sem_seg_png
+        )
+    if evaluator_type in ("cityscapes_instance", "cityscapes_sem_seg"):
+        try:
+            from detectron2.evaluation import (
+                CityscapesInstanceEvaluator,
+                CityscapesSemSegEvaluator,
+            )
+            import cityscapesscripts  # noqa: F401
+        except ImportError as e:
+            raise ImportError(
+                f"Evaluating {dataset_name} needs `pip install cityscapesscripts` ({e})"
+            ) from e
+        cls = (
+            CityscapesInstanceEvaluator
+            if evaluator_type == "cityscapes_instance"
+            else CityscapesSemSegEvaluator
+        )
+        return cls(dataset_name)
+    raise NotImplementedError(
+        f"No evaluator for dataset {dataset_name!r} with evaluator_type {evaluator_type!r}; "
+        "set MetadataCatalog.get(name).evaluator_type to coco, sem_seg, cityscapes_instance or "
+        "cityscapes_sem_seg"
+    )
+
+
+class Trainer(DefaultTrainer):
+    """DefaultTrainer for every model of d2_instseg (and Detectron2's own).
+
+    - the dataset mapper comes from ``cfg.INPUT.DATASET_MAPPER_NAME`` (see ``d2_instseg.data``);
+    - evaluators are chosen by each test set's ``evaluator_type``;
+    - multi-process training works on CPU (gloo, DDP without device ids).
+    """
+
+    def __init__(self, cfg):
+        with _ddp_without_device_ids_on_cpu(cfg):
+            super().__init__(cfg)
+
+    def train(self):
+        """Train, then return the final evaluation's results (``{}`` when TEST.DATASETS is empty);
+        Detectron2's own ``train()`` returns them only when TEST.EXPECTED_RESULTS is set."""
+        super().train()
+        return getattr(self, "_last_eval_results", None) or {}
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_detection_train_loader(cfg, mapper=build_mapper(cfg, is_train=True))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(
+            cfg, dataset_name, mapper=build_mapper(cfg, is_train=False)
+        )
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return DatasetEvaluators([build_evaluator_for_dataset(cfg, dataset_name, output_folder)])

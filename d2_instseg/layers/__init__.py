@@ -1,0 +1,1 @@
+"""Public building blocks, documented and unit-tested, usable in other models."""

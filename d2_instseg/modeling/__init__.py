@@ -1,0 +1,2 @@
+"""Importing this package registers every backbone, head and meta-architecture of d2_instseg."""
+from . import backbone  # noqa: F401

@@ -1,0 +1,10 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="d2_instseg",
+    version="0.1.0",
+    description="Detectron2 plugin: CenterMask (point), Spatial Embeddings, CPNet, IRNet",
+    packages=find_packages(exclude=("tests", "tests.*", "tools", "configs")),
+    python_requires=">=3.10",
+    install_requires=["fvcore", "pycocotools", "opencv-python-headless", "tqdm", "matplotlib"],
+)

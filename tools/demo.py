@@ -1,0 +1,140 @@
+#!/usr/bin/env python
+"""Run a trained model on images, a folder, a video or a registered dataset; write Visualizer overlays.
+
+    python tools/demo.py --config-file CFG --input img1.jpg img2.png --output out/ MODEL.WEIGHTS m.pth
+    python tools/demo.py --config-file CFG --input path/to/folder --output out/ MODEL.WEIGHTS m.pth
+    python tools/demo.py --config-file CFG --video-input clip.mp4 --output out.mp4 MODEL.WEIGHTS m.pth
+    python tools/demo.py --config-file CFG --from-dataset shapes_val --max-images 8 --output out/ ...
+
+Instance outputs are drawn with their class names, scores and masks; semantic outputs as a label
+overlay. Class names come from the metadata of the config's first test dataset.
+"""
+import argparse
+import glob
+import os
+
+import cv2
+import numpy as np
+import torch
+import tqdm
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.detection_utils import read_image
+from detectron2.utils.logger import setup_logger
+from detectron2.utils.visualizer import ColorMode, Visualizer
+
+import d2_instseg  # noqa: F401  (registers models and datasets)
+from d2_instseg.engine import Predictor, setup_cfg
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def argument_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config-file", required=True, metavar="FILE")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", nargs="+", help="image files and/or folders of images")
+    src.add_argument("--video-input", help="a video file")
+    src.add_argument(
+        "--from-dataset", help="a registered dataset name (its first --max-images images)"
+    )
+    parser.add_argument("--max-images", type=int, default=8)
+    parser.add_argument("--output", required=True, help="output folder (or .mp4 for --video-input)")
+    parser.add_argument("--confidence-threshold", type=float, default=0.5)
+    parser.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config KEY VALUE pairs")
+    return parser
+
+
+def list_images(inputs):
+    """Expand folders; raise ValueError naming any path that is neither an image nor a folder."""
+    files = []
+    for path in inputs:
+        if os.path.isdir(path):
+            found = sorted(
+                f for f in glob.glob(os.path.join(path, "*")) if f.lower().endswith(IMAGE_EXTENSIONS)
+            )
+            if not found:
+                raise ValueError(f"--input folder {path!r} contains no images")
+            files.extend(found)
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise ValueError(f"--input {path!r} does not exist")
+    return files
+
+
+class OverlayRenderer:
+    """Runs the predictor on one image (RGB uint8, (H, W, 3)) and draws its outputs."""
+
+    def __init__(self, cfg, confidence_threshold: float):
+        self.predictor = Predictor(cfg)
+        self.input_format = cfg.INPUT.FORMAT
+        name = cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused"
+        self.metadata = MetadataCatalog.get(name)
+        self.threshold = confidence_threshold
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        model_input = rgb if self.input_format == "RGB" else rgb[:, :, ::-1]
+        outputs = self.predictor(np.ascontiguousarray(model_input))
+        vis = Visualizer(rgb, self.metadata, instance_mode=ColorMode.IMAGE)
+        if "instances" in outputs:
+            instances = outputs["instances"].to("cpu")
+            instances = instances[instances.scores >= self.threshold]
+            out = vis.draw_instance_predictions(instances)
+        elif "sem_seg" in outputs:
+            labels = outputs["sem_seg"].argmax(dim=0).to("cpu", torch.int64)
+            out = vis.draw_sem_seg(labels, alpha=0.5)
+        else:
+            raise ValueError(f"The model returned neither instances nor sem_seg: {list(outputs)}")
+        return out.get_image()
+
+
+def run_images(renderer, files, output):
+    os.makedirs(output, exist_ok=True)
+    written = []
+    for path in tqdm.tqdm(files, desc="demo"):
+        rgb = read_image(path, format="RGB")
+        out_path = os.path.join(output, os.path.splitext(os.path.basename(path))[0] + ".png")
+        cv2.imwrite(out_path, renderer(rgb)[:, :, ::-1])
+        written.append(out_path)
+    return written
+
+
+def run_video(renderer, video_path, output):
+    video = cv2.VideoCapture(video_path)
+    if not video.isOpened():
+        raise ValueError(f"--video-input {video_path!r} cannot be opened")
+    fps = video.get(cv2.CAP_PROP_FPS) or 25.0
+    count = int(video.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    writer = None
+    try:
+        for _ in tqdm.tqdm(range(count) if count else iter(int, 1), desc="video"):
+            ok, frame = video.read()
+            if not ok:
+                break
+            drawn = renderer(frame[:, :, ::-1])[:, :, ::-1]
+            if writer is None:
+                h, w = drawn.shape[:2]
+                writer = cv2.VideoWriter(output, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            writer.write(np.ascontiguousarray(drawn))
+    finally:
+        video.release()
+        if writer is not None:
+            writer.release()
+    return [output]
+
+
+def main(args):
+    setup_logger(name="d2_instseg")
+    cfg = setup_cfg(args, run_default_setup=False, check_data=False)
+    renderer = OverlayRenderer(cfg, args.confidence_threshold)
+    if args.video_input:
+        return run_video(renderer, args.video_input, args.output)
+    if args.from_dataset:
+        files = [d["file_name"] for d in DatasetCatalog.get(args.from_dataset)[: args.max_images]]
+    else:
+        files = list_images(args.input)
+    return run_images(renderer, files, args.output)
+
+
+if __name__ == "__main__":
+    main(argument_parser().parse_args())

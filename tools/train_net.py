@@ -1,0 +1,67 @@
+#!/usr/bin/env python
+"""Train and evaluate any d2_instseg model (or Detectron2's own) in Detectron2's style.
+
+    python tools/train_net.py --config-file configs/shapes/mask_rcnn_R18_FPN.yaml
+    python tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS path/to/model.pth
+    python tools/train_net.py --config-file CFG --num-gpus 2            # 2 processes (gloo on CPU)
+    python tools/train_net.py --config-file CFG --resume
+    python tools/train_net.py --config-file configs/shapes/mask_rcnn_R18_FPN.yaml \
+        --dataset mine_train:mine/train.json:mine/images --dataset mine_val:mine/val.json:mine/images \
+        DATASETS.TRAIN "('mine_train',)" DATASETS.TEST "('mine_val',)"
+
+On success the final evaluation results are also written to OUTPUT_DIR/results.json.
+"""
+import json
+import os
+
+import d2_instseg  # noqa: F401  (registers models and datasets)
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import default_argument_parser, launch
+from detectron2.evaluation import verify_results
+from detectron2.utils import comm
+from d2_instseg.engine import Trainer, setup_cfg
+
+
+def argument_parser():
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="NAME:JSON:IMAGE_DIR",
+        help="register a COCO-format instances dataset under NAME (repeatable)",
+    )
+    return parser
+
+
+def main(args):
+    cfg = setup_cfg(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        results = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, results)
+    else:
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        results = trainer.train()
+    if comm.is_main_process() and results:
+        with open(os.path.join(cfg.OUTPUT_DIR, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    args = argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
