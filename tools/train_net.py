@@ -15,11 +15,10 @@ import json
 import os
 
 import d2_instseg  # noqa: F401  (registers models and datasets)
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
-from d2_instseg.engine import Trainer, setup_cfg
+from d2_instseg.engine import SafeCheckpointer, Trainer, setup_cfg
 
 
 def argument_parser():
@@ -38,7 +37,7 @@ def main(args):
     cfg = setup_cfg(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+        SafeCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
         results = Trainer.test(cfg, model)

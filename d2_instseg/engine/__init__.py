@@ -1,8 +1,11 @@
+from .checkpoint import CheckpointCorruptError, SafeCheckpointer
 from .predictor import Predictor
 from .setup import check_datasets_present, setup_cfg, sync_num_classes
 from .trainer import Trainer, build_evaluator_for_dataset
 
 __all__ = [
+    "CheckpointCorruptError",
+    "SafeCheckpointer",
     "Predictor",
     "Trainer",
     "build_evaluator_for_dataset",

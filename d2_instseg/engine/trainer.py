@@ -3,6 +3,7 @@ and multi-process training on CPU (gloo)."""
 import contextlib
 import logging
 import os
+import weakref
 
 import numpy as np
 from PIL import Image
@@ -17,6 +18,7 @@ from detectron2.engine import defaults as d2_defaults
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, SemSegEvaluator
 
 from ..data import build_mapper
+from .checkpoint import SafeCheckpointer
 
 logger = logging.getLogger(__name__)
 
@@ -86,12 +88,21 @@ class Trainer(DefaultTrainer):
 
     - the dataset mapper comes from ``cfg.INPUT.DATASET_MAPPER_NAME`` (see ``d2_instseg.data``);
     - evaluators are chosen by each test set's ``evaluator_type``;
-    - multi-process training works on CPU (gloo, DDP without device ids).
+    - multi-process training works on CPU (gloo, DDP without device ids);
+    - checkpoints are crash-safe (:class:`SafeCheckpointer`).
     """
 
     def __init__(self, cfg):
         with _ddp_without_device_ids_on_cpu(cfg):
             super().__init__(cfg)
+
+    def build_hooks(self):
+        # DefaultTrainer.__init__ creates a plain DetectionCheckpointer just before calling this;
+        # replace it here so that the periodic-checkpoint hook built below saves through ours.
+        self.checkpointer = SafeCheckpointer(
+            self.checkpointer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
+        return super().build_hooks()
 
     def train(self):
         """Train, then return the final evaluation's results (``{}`` when TEST.DATASETS is empty);
