@@ -67,14 +67,12 @@ class OverlayRenderer:
 
     def __init__(self, cfg, confidence_threshold: float):
         self.predictor = Predictor(cfg)
-        self.input_format = cfg.INPUT.FORMAT
         name = cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused"
         self.metadata = MetadataCatalog.get(name)
         self.threshold = confidence_threshold
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        model_input = rgb if self.input_format == "RGB" else rgb[:, :, ::-1]
-        outputs = self.predictor(np.ascontiguousarray(model_input))
+        outputs = self.predictor(rgb[:, :, ::-1])  # predictors take BGR, as cv2.imread gives
         vis = Visualizer(rgb, self.metadata, instance_mode=ColorMode.IMAGE)
         if "instances" in outputs:
             instances = outputs["instances"].to("cpu")

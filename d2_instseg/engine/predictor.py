@@ -1,10 +1,90 @@
-"""``Predictor``: the DefaultPredictor to use in applications."""
+"""``Predictor``: the DefaultPredictor to use in applications, with input checks."""
+import numpy as np
 from detectron2.engine import DefaultPredictor
+
+# Arrays above this many pixels are refused before anything is allocated for them (an 8000 x 8000
+# photo is 64M pixels and is accepted: it is resized to the test size before the model sees it).
+DEFAULT_MAX_PIXELS = 1 << 27
+# Without test-time resizing (INPUT.MIN_SIZE_TEST = 0) the model sees the image as it is.
+DEFAULT_MAX_MODEL_PIXELS = 4096 * 4096
+
+
+def prepare_image(image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Convert what users pass into a contiguous (H, W, 3) uint8 array, or raise ValueError.
+
+    Accepted and converted: (H, W) and (H, W, 1) grayscale (repeated to 3 channels); (H, W, 4)
+    with alpha (alpha dropped); uint16 (scaled by 255/65535); float images in [0, 1] (scaled by 255)
+    or [0, 255]; other integer types with values in [0, 255]; non-contiguous views.
+    Refused: non-arrays, zero-sized images, other channel counts, NaN/inf, out-of-range values,
+    bool/complex/object dtypes, and images over ``max_pixels``.
+    """
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"Expected the image as a numpy array (H, W, C), got {type(image).__name__}")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3:
+        raise ValueError(f"Expected an image of shape (H, W) or (H, W, C), got shape {image.shape}")
+    h, w, c = image.shape
+    if h == 0 or w == 0:
+        raise ValueError(f"The image is empty: shape {image.shape}")
+    if h * w > max_pixels:
+        raise ValueError(
+            f"The image is {h}x{w} = {h * w / 1e6:.0f}M pixels, over the limit of "
+            f"{max_pixels / 1e6:.0f}M; resize it first (or raise max_pixels)"
+        )
+    if c not in (1, 3, 4):
+        raise ValueError(f"Expected 1, 3 or 4 channels, got {c} (shape {image.shape})")
+    image = _to_uint8(image)
+    if c == 1:
+        image = np.repeat(image, 3, axis=2)
+    elif c == 4:
+        image = image[:, :, :3]
+    return np.ascontiguousarray(image)
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    kind = image.dtype.kind
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return np.round(image.astype(np.float32) * (255.0 / 65535.0)).astype(np.uint8)
+    if kind == "f":
+        if not np.isfinite(image).all():
+            raise ValueError("The image contains NaN or infinite values")
+        lo, hi = float(image.min()), float(image.max())
+        if lo < 0 or hi > 255:
+            raise ValueError(f"Float image values must lie in [0, 1] or [0, 255], got [{lo}, {hi}]")
+        scale = 255.0 if hi <= 1.0 else 1.0
+        return np.round(image.astype(np.float32) * scale).astype(np.uint8)
+    if kind in "iu":
+        lo, hi = int(image.min()), int(image.max())
+        if lo < 0 or hi > 255:
+            raise ValueError(f"{image.dtype} image values must lie in [0, 255], got [{lo}, {hi}]")
+        return image.astype(np.uint8)
+    raise ValueError(f"Unsupported image dtype {image.dtype}; use uint8, uint16 or float")
 
 
 class Predictor(DefaultPredictor):
     """Drop-in subclass of Detectron2's ``DefaultPredictor`` for every model of d2_instseg.
 
-    ``Predictor(cfg)(image)`` takes an (H, W, C) uint8 image in ``cfg.INPUT.FORMAT`` and returns the
-    model's output dict (``instances`` and/or ``sem_seg``) at the image's resolution.
+    ``Predictor(cfg)(image)`` takes an image as ``DefaultPredictor`` does, (H, W, C) in BGR order
+    (as ``cv2.imread`` gives), and returns the model's output dict (``instances`` and/or ``sem_seg``)
+    at the image's resolution. Unlike ``DefaultPredictor`` it first checks and converts the input
+    (:func:`prepare_image`): grayscale, alpha, 16-bit, float and non-contiguous images work; empty,
+    NaN, oversized or otherwise unusable ones raise a ``ValueError`` that names the problem.
     """
+
+    def __init__(self, cfg, max_pixels: int = DEFAULT_MAX_PIXELS):
+        super().__init__(cfg)
+        self.max_pixels = max_pixels
+        self.resizes = cfg.INPUT.MIN_SIZE_TEST > 0
+
+    def __call__(self, original_image):
+        image = prepare_image(original_image, self.max_pixels)
+        h, w = image.shape[:2]
+        if not self.resizes and h * w > DEFAULT_MAX_MODEL_PIXELS:
+            raise ValueError(
+                f"The image is {h}x{w} and INPUT.MIN_SIZE_TEST=0 (no resizing): over the "
+                f"{DEFAULT_MAX_MODEL_PIXELS / 1e6:.0f}M-pixel limit for one forward pass"
+            )
+        return super().__call__(image)

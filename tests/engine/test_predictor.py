@@ -1,0 +1,79 @@
+"""d2_instseg.Predictor: what users pass in, and what they get (random-init Mask R-CNN)."""
+import numpy as np
+import pytest
+import torch
+
+import d2_instseg
+from d2_instseg.engine.predictor import prepare_image
+
+from ..conftest import shapes_cfg
+
+RNG = np.random.default_rng(0)
+RGB8 = RNG.integers(0, 256, size=(40, 60, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    torch.manual_seed(0)
+    cfg = shapes_cfg("configs/shapes/mask_rcnn_R18_FPN.yaml", "MODEL.WEIGHTS", "")
+    return d2_instseg.Predictor(cfg)
+
+
+@pytest.mark.parametrize(
+    "name, image, expected",
+    [
+        ("uint8", RGB8, RGB8),
+        ("grayscale 2-D", RGB8[:, :, 0], np.repeat(RGB8[:, :, :1], 3, axis=2)),
+        ("grayscale 1-channel", RGB8[:, :, :1], np.repeat(RGB8[:, :, :1], 3, axis=2)),
+        ("with alpha", np.dstack([RGB8, np.full((40, 60), 7, np.uint8)]), RGB8),
+        ("uint16 full range", RGB8.astype(np.uint16) * 257, RGB8),
+        ("float in [0, 1]", RGB8 / 255.0, RGB8),
+        ("float in [0, 255]", RGB8.astype(np.float32), RGB8),
+        ("int64 in [0, 255]", RGB8.astype(np.int64), RGB8),
+        ("non-contiguous", np.ascontiguousarray(RGB8[:, ::-1])[:, ::-1], RGB8),
+    ],
+)
+def test_prepare_image_converts(name, image, expected):
+    out = prepare_image(image)
+    assert out.dtype == np.uint8 and out.flags["C_CONTIGUOUS"], name
+    assert np.array_equal(out, expected), name
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        ([[1, 2], [3, 4]], "numpy array"),
+        (np.zeros((0, 10, 3), np.uint8), "empty"),
+        (np.zeros((10, 0), np.uint8), "empty"),
+        (np.zeros((10, 10, 2), np.uint8), "1, 3 or 4 channels"),
+        (np.zeros((2, 10, 10, 3), np.uint8), "shape"),
+        (np.full((4, 4, 3), np.nan, np.float32), "NaN"),
+        (np.full((4, 4, 3), 300.0), r"\[0, 1\] or \[0, 255\]"),
+        (np.full((4, 4, 3), -1, np.int32), r"\[0, 255\]"),
+        (np.zeros((4, 4, 3), bool), "dtype bool"),
+    ],
+)
+def test_prepare_image_refuses_with_a_named_problem(image, message):
+    with pytest.raises(ValueError, match=message):
+        prepare_image(image)
+
+
+def test_oversized_image_refused_before_allocation():
+    huge = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (20000, 20000, 3))  # a view: no memory
+    with pytest.raises(ValueError, match="20000x20000"):
+        prepare_image(huge)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (40, 60), (37, 83, 4), (800, 1200, 3)])
+def test_predictor_returns_instances_at_input_size(predictor, shape):
+    image = RNG.integers(0, 256, size=shape, dtype=np.uint8)
+    instances = predictor(image)["instances"]
+    assert instances.image_size == shape[:2]
+    for field in ("pred_boxes", "scores", "pred_classes", "pred_masks"):
+        assert instances.has(field)
+    assert tuple(instances.pred_masks.shape[1:]) == shape[:2]
+
+
+def test_predictor_refuses_nan(predictor):
+    with pytest.raises(ValueError, match="NaN"):
+        predictor(np.full((20, 20, 3), np.nan, np.float32))
