@@ -1,0 +1,345 @@
+#!/usr/bin/env python
+"""Measure models side by side with Detectron2's Mask R-CNN R50-FPN (the reference row).
+
+    python tools/benchmark.py --config-file configs/shapes/centermask.yaml \
+        configs/shapes/spatial_embeddings.yaml --sizes 512x512 1024x2048 --output bench.json
+
+For each config and input size, in a fresh process (so peak memory is its own), after warm-up:
+
+- latency per image through the model's inference path (what ``DefaultPredictor`` runs after resizing):
+  median and inter-quartile spread; split into *forward* (until the last sub-module returns) and
+  *post-processing* (the rest: decoding, clustering, mask pasting, resizing to the original size);
+- throughput (images/s) at each ``--batch-sizes`` value > 1;
+- peak memory (CPU: the process' max RSS; CUDA: ``max_memory_allocated``), parameters, and FLOPs
+  counted by fvcore as Detectron2's ``analyze_model`` does; achieved FLOP/s = FLOPs / forward time;
+- training iterations/s on the config's own data pipeline (``--train-iters``, 0 to skip).
+
+The same run measures the machine's dense throughput (float32 matmul and 3x3 convolution with the same
+thread count): each model's achieved FLOP/s is reported as a fraction of it (the roofline column).
+Every figure is also given as a ratio to the Mask R-CNN row at the same size. Random weights are used
+unless MODEL.WEIGHTS is given (timings do not depend on them, except data-dependent post-processing,
+where trained weights are more realistic: pass them when you have them).
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+REFERENCE = "detectron2://COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
+
+
+def parse_size(text):
+    h, w = text.lower().split("x")
+    return int(h), int(w)
+
+
+def load_cfg(config_file, opts, device):
+    from detectron2 import model_zoo
+    from detectron2.config import get_cfg
+
+    import d2_instseg
+
+    cfg = get_cfg()
+    d2_instseg.add_d2_instseg_config(cfg)
+    if config_file.startswith("detectron2://"):
+        cfg.merge_from_file(model_zoo.get_config_file(config_file[len("detectron2://"):]))
+    else:
+        cfg.merge_from_file(config_file)
+    cfg.merge_from_list(opts)
+    cfg.MODEL.DEVICE = device
+    cfg.MODEL.WEIGHTS = cfg.MODEL.WEIGHTS if os.path.isfile(cfg.MODEL.WEIGHTS) else ""
+    return cfg
+
+
+def synchronize(device):
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+class ForwardSplit:
+    """Records when the last direct sub-module of the model returns, via forward hooks."""
+
+    def __init__(self, model, device):
+        self.device = device
+        self.last_end = None
+        self.handles = [m.register_forward_hook(self._hook) for m in model.children()]
+
+    def _hook(self, *args):
+        synchronize(self.device)
+        self.last_end = time.perf_counter()
+
+
+def time_inference(model, inputs, device, warmup, iters):
+    """Returns lists of (total, forward) seconds per call."""
+    import torch
+
+    split = ForwardSplit(model, device)
+    totals, forwards = [], []
+    with torch.no_grad():
+        for i in range(warmup + iters):
+            synchronize(device)
+            start = time.perf_counter()
+            split.last_end = None
+            model(inputs)
+            synchronize(device)
+            end = time.perf_counter()
+            if i >= warmup:
+                totals.append(end - start)
+                forwards.append((split.last_end or end) - start)
+    for h in split.handles:
+        h.remove()
+    return totals, forwards
+
+
+def quartiles(values):
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return q[0], statistics.median(values), q[2]
+
+
+def count_flops(model, inputs):
+    import logging
+
+    from detectron2.utils.analysis import FlopCountAnalysis
+
+    logging.getLogger("fvcore").setLevel(logging.ERROR)
+    analysis = FlopCountAnalysis(model, inputs)
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    return float(analysis.total())  # fvcore counts one fused multiply-add as one flop
+
+
+def train_speed(cfg, iters, size, batch):
+    """Training iterations/s on the config's own mapper, with the shapes data as the input source,
+    resized to ``size`` (mappers that crop to a fixed size use their own crop) at ``batch`` images."""
+    import torch
+    from detectron2.data import MetadataCatalog, build_detection_train_loader
+    from detectron2.utils.events import EventStorage
+
+    from d2_instseg.data import build_mapper
+    from d2_instseg.engine import Trainer
+
+    cfg = cfg.clone()
+    semantic = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).get("stuff_classes", None) is not None
+    cfg.DATASETS.TRAIN = ("shapes_sem_seg_train",) if semantic else ("shapes_train",)
+    cfg.DATALOADER.NUM_WORKERS = 0
+    cfg.SOLVER.IMS_PER_BATCH = batch
+    cfg.INPUT.MASK_FORMAT = "bitmask"  # shapes masks are RLE
+    cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN = (min(size),), max(size)
+    model = Trainer.build_model(cfg)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    loader = iter(build_detection_train_loader(cfg, mapper=build_mapper(cfg, is_train=True)))
+    times = []
+    with EventStorage():
+        for i in range(iters + 2):
+            batch = next(loader)
+            synchronize(cfg.MODEL.DEVICE)
+            start = time.perf_counter()
+            losses = sum(model(batch).values())
+            optimizer.zero_grad()
+            losses.backward()
+            optimizer.step()
+            synchronize(cfg.MODEL.DEVICE)
+            if i >= 2:
+                times.append(time.perf_counter() - start)
+    return 1.0 / statistics.median(times)
+
+
+def worker(args):
+    """One config at one size, in this process; prints one JSON line."""
+    import torch
+
+    from d2_instseg.engine import Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg = load_cfg(args.config_file[0], args.opts, args.device)
+    model = Trainer.build_model(cfg).eval()
+    if cfg.MODEL.WEIGHTS:
+        from detectron2.checkpoint import DetectionCheckpointer
+
+        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    h, w = parse_size(args.sizes[0])
+    gen = torch.Generator().manual_seed(0)
+
+    def batch(n):
+        return [
+            {"image": torch.randint(0, 256, (3, h, w), generator=gen).float().to(args.device),
+             "height": h, "width": w}
+            for _ in range(n)
+        ]
+
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    totals, forwards = time_inference(model, batch(1), args.device, args.warmup, args.iters)
+    flops = count_flops(model, batch(1))
+    lo, med, hi = quartiles(totals)
+    fwd = statistics.median(forwards)
+    row = {
+        "config": args.config_file[0], "size": f"{h}x{w}", "device": args.device,
+        "threads": torch.get_num_threads(),
+        "latency_ms": 1000 * med, "latency_iqr_ms": [1000 * lo, 1000 * hi],
+        "forward_ms": 1000 * fwd, "postprocess_ms": 1000 * (med - fwd),
+        "postprocess_fraction": (med - fwd) / med,
+        "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+        "gflops": flops / 1e9, "achieved_gflops_per_s": flops / 1e9 / fwd,
+        "throughput": {},
+    }
+    for b in args.batch_sizes:
+        if b > 1:
+            t, _ = time_inference(model, batch(b), args.device, 1, max(2, args.iters // 2))
+            row["throughput"][str(b)] = b / statistics.median(t)
+    if args.device.startswith("cuda"):
+        row["peak_memory_MB"] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        row["peak_memory_MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.train_iters:
+        row["train_iters_per_s"] = train_speed(cfg, args.train_iters, (h, w), args.train_batch)
+        row["train_ims_per_batch"] = args.train_batch
+    print("BENCHMARK_ROW " + json.dumps(row), flush=True)
+
+
+def dense_throughput(device, threads):
+    """GFLOP/s (multiply-add = 1 flop, as fvcore counts) of a large float32 matmul and 3x3 conv."""
+    import torch
+    import torch.nn.functional as F
+
+    if threads:
+        torch.set_num_threads(threads)
+    results = {}
+    a = torch.randn(2048, 2048, device=device)
+    x = torch.randn(1, 128, 128, 128, device=device)
+    k = torch.randn(128, 128, 3, 3, device=device)
+    cases = {
+        "matmul_2048": (lambda: a @ a, 2048**3),
+        "conv3x3_128ch_128px": (lambda: F.conv2d(x, k, padding=1), 128 * 128 * 128 * 128 * 9),
+    }
+    for name, (fn, macs) in cases.items():
+        fn()
+        times = []
+        for _ in range(5):
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+        results[name] = macs / 1e9 / statistics.median(times)
+    return results
+
+
+def run_row(config, size, args):
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--config-file", config,
+           "--sizes", size, "--device", args.device, "--warmup", str(args.warmup),
+           "--iters", str(args.iters), "--train-iters", str(args.train_iters),
+           "--train-batch", str(args.train_batch),
+           "--threads", str(args.threads), "--batch-sizes", *map(str, args.batch_sizes)]
+    cmd += args.opts if config != REFERENCE else []
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("BENCHMARK_ROW "):
+            return json.loads(line[len("BENCHMARK_ROW "):])
+    raise RuntimeError(f"Benchmark of {config} at {size} failed:\n{proc.stderr[-3000:]}")
+
+
+def add_ratios(rows):
+    keys = ("latency_ms", "postprocess_ms", "peak_memory_MB", "params_M", "gflops",
+            "train_iters_per_s")
+    for row in rows:
+        ref = next(r for r in rows if r["config"] == REFERENCE and r["size"] == row["size"])
+        row["ratio_to_mask_rcnn"] = {k: row[k] / ref[k] for k in keys if k in row and ref.get(k)}
+
+
+def format_table(rows, peak):
+    header = ("| model | size | latency ms (IQR) | x Mask R-CNN | forward / post ms | post % | "
+              "GFLOPs | achieved GFLOP/s | % of dense | params M | peak MB | imgs/s at batch | "
+              "train it/s |")
+    lines = [header, "|" + "---|" * 13]
+    for r in rows:
+        name = "Mask R-CNN R50-FPN (reference)" if r["config"] == REFERENCE else r["config"]
+        tp = ", ".join(f"{v:.2f}@{b}" for b, v in r["throughput"].items()) or "-"
+        train = f"{r['train_iters_per_s']:.2f}" if "train_iters_per_s" in r else "-"
+        lines.append(
+            f"| {name} | {r['size']} | {r['latency_ms']:.0f} ({r['latency_iqr_ms'][0]:.0f}-"
+            f"{r['latency_iqr_ms'][1]:.0f}) | {r['ratio_to_mask_rcnn']['latency_ms']:.2f} | "
+            f"{r['forward_ms']:.0f} / {r['postprocess_ms']:.0f} | "
+            f"{100 * r['postprocess_fraction']:.0f} | {r['gflops']:.1f} | "
+            f"{r['achieved_gflops_per_s']:.1f} | {100 * r['achieved_gflops_per_s'] / peak:.0f} | "
+            f"{r['params_M']:.1f} | {r['peak_memory_MB']:.0f} | {tp} | {train} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_latency(rows, out_png):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for config in dict.fromkeys(r["config"] for r in rows):
+        pts = sorted(
+            (parse_size(r["size"])[0] * parse_size(r["size"])[1] / 1e6, r["latency_ms"])
+            for r in rows if r["config"] == config
+        )
+        label = "Mask R-CNN R50-FPN" if config == REFERENCE else os.path.basename(config)
+        ax.plot(*zip(*pts), marker="o", label=label)
+    ax.set_xlabel("input size (megapixels)")
+    ax.set_ylabel("latency per image (ms)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config-file", nargs="+", required=True)
+    parser.add_argument("--sizes", nargs="+", default=["512x512"], help="HxW input sizes")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 4])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--train-iters", type=int, default=3, help="0 skips the training speed")
+    parser.add_argument("--train-batch", type=int, default=2, help="images per training iteration")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps the default")
+    parser.add_argument("--output", default="output/benchmark/benchmark.json")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config KEY VALUE pairs (all configs)")
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+    import torch
+
+    peak = dense_throughput(args.device, args.threads)
+    rows = []
+    for size in args.sizes:
+        for config in [REFERENCE] + args.config_file:
+            print(f"benchmarking {config} at {size} ...", flush=True)
+            rows.append(run_row(config, size, args))
+    add_ratios(rows)
+    best = max(peak.values())
+    table = format_table(rows, best)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    result = {"device": args.device, "torch": torch.__version__, "cpu_count": os.cpu_count(),
+              "threads": rows[0]["threads"], "dense_gflops_per_s": peak, "rows": rows}
+    with open(args.output, "w") as f:
+        json.dump(result, f, indent=2)
+    png = os.path.splitext(args.output)[0] + "_latency.png"
+    plot_latency(rows, png)
+    print(f"\nDense throughput on {args.device} ({rows[0]['threads']} threads): "
+          + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items()))
+    print(table)
+    print(f"\nwrote {args.output} and {png}")
+
+
+if __name__ == "__main__":
+    main()
