@@ -87,13 +87,13 @@ def setup_cfg(args, *, run_default_setup: bool = True, check_data: bool = True) 
     ``run_default_setup`` runs Detectron2's ``default_setup`` (logging, OUTPUT_DIR, seeds);
     ``check_data`` checks that the training and test sets are on disk (not needed for a demo).
     """
-    register_user_datasets(getattr(args, "dataset", None))
     cfg = get_cfg()
     add_d2_instseg_config(cfg)
     if not os.path.isfile(args.config_file):
         raise FileNotFoundError(f"--config-file {args.config_file!r} does not exist")
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
+    register_user_datasets(getattr(args, "dataset", None), cfg.DATASETS.INVALID_ANNOTATIONS)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logger.warning("CUDA is not available: using MODEL.DEVICE=cpu")
         cfg.MODEL.DEVICE = "cpu"

@@ -18,6 +18,7 @@ from detectron2.engine import defaults as d2_defaults
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, SemSegEvaluator
 
 from ..data import build_mapper
+from ..data.checks import CheckedMapper
 from .checkpoint import SafeCheckpointer
 
 logger = logging.getLogger(__name__)
@@ -112,13 +113,14 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=build_mapper(cfg, is_train=True))
+        mapper = CheckedMapper(build_mapper(cfg, is_train=True), cfg.DATASETS.INVALID_ANNOTATIONS)
+        return build_detection_train_loader(cfg, mapper=mapper)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        return build_detection_test_loader(
-            cfg, dataset_name, mapper=build_mapper(cfg, is_train=False)
-        )
+        # Never skip at test time: evaluation must see every image of the test set.
+        mapper = CheckedMapper(build_mapper(cfg, is_train=False), "error")
+        return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
