@@ -1,7 +1,7 @@
 """Config keys of d2_instseg. One adder per method, composed by :func:`add_d2_instseg_config`.
 
 Our keys live under our own nodes (``MODEL.CENTERMASK``, ``MODEL.SPATIAL_EMBED``, ``MODEL.CPNET``,
-``MODEL.IRNET``) plus a few package-wide keys below; nothing mutates Detectron2's global defaults.
+``MODEL.IRNET``) plus the package-wide ``INPUT.DATASET_MAPPER_NAME``; nothing mutates Detectron2's global defaults.
 """
 from detectron2.config import CfgNode as CN
 
@@ -13,13 +13,14 @@ def add_common_config(cfg: CN) -> None:
     # Name of the dataset mapper in d2_instseg.data.MAPPER_REGISTRY used by the Trainer; "" means
     # Detectron2's DatasetMapper (Mask R-CNN and other built-in models).
     cfg.INPUT.DATASET_MAPPER_NAME = ""
-    # Where the README's main job and tools/demo.py write overlays; relative to OUTPUT_DIR.
-    cfg.D2_INSTSEG = CN()
-    cfg.D2_INSTSEG.VIS_DIR = "vis"
+    # What to do with a bad annotation (unknown category, polygon < 3 points, empty segmentation,
+    # box outside the image) or an unreadable/missing image: "error" stops with the file and
+    # annotation id named; "skip" logs it and trains without it.
+    cfg.DATASETS.INVALID_ANNOTATIONS = "error"
 
 
 def add_d2_instseg_config(cfg: CN) -> None:
     """Add every config key defined by d2_instseg to ``cfg`` (idempotent)."""
-    if hasattr(cfg, "D2_INSTSEG"):
+    if "DATASET_MAPPER_NAME" in cfg.INPUT:
         return
     add_common_config(cfg)
