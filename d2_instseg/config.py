@@ -6,6 +6,7 @@ Our keys live under our own nodes (``MODEL.CENTERMASK``, ``MODEL.SPATIAL_EMBED``
 from detectron2.config import CfgNode as CN
 
 # Method adders: one import and one call each (keep this list sorted by method).
+from .modeling.cpnet.config import add_cpnet_config
 
 
 def add_common_config(cfg: CN) -> None:
@@ -17,6 +18,12 @@ def add_common_config(cfg: CN) -> None:
     # box outside the image) or an unreadable/missing image: "error" stops with the file and
     # annotation id named; "skip" logs it and trains without it.
     cfg.DATASETS.INVALID_ANNOTATIONS = "error"
+    # Poly learning rate (SOLVER.LR_SCHEDULER_NAME "WarmupPolyLR", the papers' schedule):
+    # lr * (1 - iter / max_iter)^POLY_LR_POWER. Same keys as Detectron2's DeepLab project, whose
+    # scheduler the Trainer uses; added only when that project's adder has not run already.
+    if "POLY_LR_POWER" not in cfg.SOLVER:
+        cfg.SOLVER.POLY_LR_POWER = 0.9
+        cfg.SOLVER.POLY_LR_CONSTANT_ENDING = 0.0
 
 
 def add_d2_instseg_config(cfg: CN) -> None:
@@ -24,3 +31,4 @@ def add_d2_instseg_config(cfg: CN) -> None:
     if "DATASET_MAPPER_NAME" in cfg.INPUT:
         return
     add_common_config(cfg)
+    add_cpnet_config(cfg)

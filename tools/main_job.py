@@ -31,9 +31,16 @@ class Job:
     kind: str  # "instance" (COCO AP) or "semantic" (mIoU)
     extra_opts: List[str] = dataclasses.field(default_factory=list)
 
+    @property
+    def vis_dataset(self) -> str:
+        return "shapes_sem_seg_val" if self.kind == "semantic" else "shapes_val"
+
 
 JOBS = [
     Job("mask_rcnn", "configs/shapes/mask_rcnn_R18_FPN.yaml", "instance"),
+    Job("cpnet", "configs/shapes/cpnet.yaml", "semantic"),
+    Job("fcn8s", "configs/shapes/fcn8s.yaml", "semantic"),
+    Job("unet", "configs/shapes/unet.yaml", "semantic"),
 ]
 
 
@@ -64,7 +71,7 @@ def run_job(job: Job, out_root: str, iters: int, num_vis: int) -> dict:
     minutes = (time.time() - start) / 60
     weights = os.path.join(out, "model_final.pth")
     run(
-        [sys.executable, "tools/demo.py", "--config-file", job.config, "--from-dataset", "shapes_val",
+        [sys.executable, "tools/demo.py", "--config-file", job.config, "--from-dataset", job.vis_dataset,
          "--max-images", str(num_vis), "--output", os.path.join(out, "vis"), "MODEL.WEIGHTS", weights]
         + job.extra_opts,
         f"{out}/demo.log",

@@ -16,6 +16,7 @@ from detectron2.data import (
 from detectron2.engine import DefaultTrainer
 from detectron2.engine import defaults as d2_defaults
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, SemSegEvaluator
+from detectron2.projects.deeplab import build_lr_scheduler as build_lr_scheduler_with_poly
 
 from ..data import build_mapper
 from ..data.checks import CheckedMapper
@@ -89,6 +90,7 @@ class Trainer(DefaultTrainer):
 
     - the dataset mapper comes from ``cfg.INPUT.DATASET_MAPPER_NAME`` (see ``d2_instseg.data``);
     - evaluators are chosen by each test set's ``evaluator_type``;
+    - ``SOLVER.LR_SCHEDULER_NAME`` may also be ``WarmupPolyLR`` (the papers' poly schedule);
     - multi-process training works on CPU (gloo, DDP without device ids);
     - checkpoints are crash-safe (:class:`SafeCheckpointer`).
     """
@@ -110,6 +112,11 @@ class Trainer(DefaultTrainer):
         Detectron2's own ``train()`` returns them only when TEST.EXPECTED_RESULTS is set."""
         super().train()
         return getattr(self, "_last_eval_results", None) or {}
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        """Detectron2's schedulers plus ``WarmupPolyLR`` (from its DeepLab project)."""
+        return build_lr_scheduler_with_poly(cfg, optimizer)
 
     @classmethod
     def build_train_loader(cls, cfg):

@@ -1,1 +1,2 @@
 """Backbones registered in Detectron2's BACKBONE_REGISTRY."""
+from . import dilated_resnet  # noqa: F401  (CPNet: ResNet with res4/res5 dilation, OS8)

@@ -1,0 +1,33 @@
+"""Common forward / loss of the baseline semantic heads (FCN, UNet)."""
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .upsample import fit_to
+
+
+class DenseHead(nn.Module):
+    """A SEM_SEG head whose ``layers(features)`` return logits at (or just above) the input size.
+
+    ``forward(features, targets)`` follows Detectron2's SemSegFPNHead: ``(logits, {})`` at
+    inference (logits (B, K, >=H, >=W), cropped by ``sem_seg_postprocess``) and
+    ``(None, {"loss_sem_seg": loss_weight * CE})`` in training, where targets are (B, H, W).
+    Subclasses set ``ignore_value``, ``loss_weight`` and implement ``layers``.
+    """
+
+    ignore_value: int
+    loss_weight: float
+
+    def layers(self, features: Dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, features: Dict[str, torch.Tensor], targets: Optional[torch.Tensor] = None):
+        logits = self.layers(features)
+        if not self.training:
+            return logits, {}
+        ce = F.cross_entropy(
+            fit_to(logits, targets.shape[-2:]), targets, ignore_index=self.ignore_value
+        )
+        return None, {"loss_sem_seg": self.loss_weight * ce}

@@ -1,0 +1,101 @@
+"""FCNHead: FCN-32s / 16s / 8s (Long, Shelhamer and Darrell, CVPR 2015) on any backbone.
+
+Shape shorthand:
+    B: batch; K: classes; h_s, w_s: size of the backbone feature at stride s (8, 16, 32).
+
+score_32 = classifier(conv(res5)); FCN-16s adds up2(score_32) to score(res4); FCN-8s adds up2 of
+that to score(res3); the finest fused score map is up-sampled by its stride with a learnable
+transposed convolution initialised to bilinear. Up-sampled maps are cropped to their skip's size,
+which aligns them on odd input sizes (2 * ceil(h / 2) >= h, same top-left origin).
+"""
+from typing import Dict
+
+import torch
+from torch import nn
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
+
+from ..cpnet.head import conv_norm_relu
+from .base import DenseHead
+from .upsample import BilinearUpsample, fit_to
+
+_LEVELS = {32: 1, 16: 2, 8: 3}  # variant -> number of fused backbone levels
+
+
+@SEM_SEG_HEADS_REGISTRY.register()
+class FCNHead(DenseHead):
+    """FCN-{32,16,8}s head; logits at ``stride(finest fused level) * h`` (>= the input size)."""
+
+    @configurable
+    def __init__(
+        self,
+        input_shape: Dict[str, ShapeSpec],
+        *,
+        in_features,
+        num_classes: int,
+        ignore_value: int,
+        conv_dim: int,
+        dropout: float,
+        norm: str,
+        loss_weight: float,
+    ):
+        """
+        Args:
+            input_shape: backbone output shapes.
+            in_features: fused features, finest first, each of twice the previous stride
+                (e.g. res3, res4, res5 for FCN-8s; just res5 for FCN-32s).
+            conv_dim: width of the conv on the coarsest feature (FCN's fc6 / fc7).
+        """
+        super().__init__()
+        self.in_features = list(in_features)
+        self.ignore_value = ignore_value
+        self.loss_weight = loss_weight
+        strides = [input_shape[f].stride for f in self.in_features]
+        if any(b != 2 * a for a, b in zip(strides, strides[1:])):
+            raise ValueError(f"FCN features {self.in_features} must double in stride: {strides}")
+        coarsest = input_shape[self.in_features[-1]].channels
+        self.score_coarsest = nn.Sequential(
+            conv_norm_relu(coarsest, conv_dim, 3, norm),
+            nn.Dropout2d(dropout),
+            nn.Conv2d(conv_dim, num_classes, 1),
+        )
+        self.score_skips = nn.ModuleList()
+        for f in self.in_features[:-1]:
+            score = nn.Conv2d(input_shape[f].channels, num_classes, 1)
+            # Zero-initialised skips (FCN paper): training starts from the coarser net's output.
+            nn.init.zeros_(score.weight)
+            nn.init.zeros_(score.bias)
+            self.score_skips.append(score)
+        self.up2 = nn.ModuleList(BilinearUpsample(num_classes, 2) for _ in self.in_features[:-1])
+        self.up_final = BilinearUpsample(num_classes, strides[0])
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
+        f = cfg.MODEL.FCN
+        if f.VARIANT not in _LEVELS:
+            raise ValueError(f"MODEL.FCN.VARIANT must be 32, 16 or 8, got {f.VARIANT}")
+        if len(f.IN_FEATURES) != 3:
+            raise ValueError(f"MODEL.FCN.IN_FEATURES must name 3 features, got {f.IN_FEATURES}")
+        missing = [x for x in f.IN_FEATURES if x not in input_shape]
+        if missing:
+            raise ValueError(f"MODEL.FCN.IN_FEATURES {missing} are not backbone outputs")
+        return {
+            "input_shape": input_shape,
+            "in_features": f.IN_FEATURES[3 - _LEVELS[f.VARIANT] :],
+            "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+            "ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+            "conv_dim": f.CONV_DIM,
+            "dropout": f.DROPOUT,
+            "norm": f.NORM,
+            "loss_weight": cfg.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT,
+        }
+
+    def layers(self, features: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """features -> (B, K, s * h_s, s * w_s) logits, s the finest fused stride."""
+        score = self.score_coarsest(features[self.in_features[-1]])
+        for i in reversed(range(len(self.score_skips))):
+            skip = features[self.in_features[i]]
+            score = fit_to(self.up2[i](score), skip.shape[-2:]) + self.score_skips[i](skip)
+        return self.up_final(score)
