@@ -7,6 +7,7 @@ from detectron2.config import CfgNode as CN
 
 # Method adders: one import and one call each (keep this list sorted by method).
 from .modeling.cpnet.config import add_cpnet_config
+from .modeling.spatial_embed.config import add_spatial_embed_config
 
 
 def add_common_config(cfg: CN) -> None:
@@ -18,6 +19,10 @@ def add_common_config(cfg: CN) -> None:
     # box outside the image) or an unreadable/missing image: "error" stops with the file and
     # annotation id named; "skip" logs it and trains without it.
     cfg.DATASETS.INVALID_ANNOTATIONS = "error"
+    # Optimizer built by the Trainer: "SGD" (Detectron2's, with SOLVER.MOMENTUM), "ADAM" or "ADAMW"
+    # (CenterNet/CenterMask and Spatial Embeddings train with Adam). Same key as Detectron2's DeepLab.
+    if "OPTIMIZER" not in cfg.SOLVER:
+        cfg.SOLVER.OPTIMIZER = "SGD"
     # Poly learning rate (SOLVER.LR_SCHEDULER_NAME "WarmupPolyLR", the papers' schedule):
     # lr * (1 - iter / max_iter)^POLY_LR_POWER. Same keys as Detectron2's DeepLab project, whose
     # scheduler the Trainer uses; added only when that project's adder has not run already.
@@ -31,4 +36,5 @@ def add_d2_instseg_config(cfg: CN) -> None:
     if "DATASET_MAPPER_NAME" in cfg.INPUT:
         return
     add_common_config(cfg)
+    add_spatial_embed_config(cfg)
     add_cpnet_config(cfg)

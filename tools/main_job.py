@@ -38,6 +38,7 @@ class Job:
 
 JOBS = [
     Job("mask_rcnn", "configs/shapes/mask_rcnn_R18_FPN.yaml", "instance"),
+    Job("spatial_embeddings", "configs/shapes/spatial_embeddings.yaml", "instance"),
     Job("cpnet", "configs/shapes/cpnet.yaml", "semantic"),
     Job("fcn8s", "configs/shapes/fcn8s.yaml", "semantic"),
     Job("unet", "configs/shapes/unet.yaml", "semantic"),

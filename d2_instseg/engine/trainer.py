@@ -6,6 +6,7 @@ import os
 import weakref
 
 import numpy as np
+import torch
 from PIL import Image
 from detectron2.data import (
     DatasetCatalog,
@@ -14,6 +15,8 @@ from detectron2.data import (
     build_detection_train_loader,
 )
 from detectron2.engine import DefaultTrainer
+from detectron2.solver import get_default_optimizer_params
+from detectron2.solver.build import maybe_add_gradient_clipping
 from detectron2.engine import defaults as d2_defaults
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, SemSegEvaluator
 from detectron2.projects.deeplab import build_lr_scheduler as build_lr_scheduler_with_poly
@@ -112,6 +115,24 @@ class Trainer(DefaultTrainer):
         Detectron2's own ``train()`` returns them only when TEST.EXPECTED_RESULTS is set."""
         super().train()
         return getattr(self, "_last_eval_results", None) or {}
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        """``SOLVER.OPTIMIZER``: "SGD" (Detectron2's default), "ADAM" or "ADAMW" (with
+        SOLVER.WEIGHT_DECAY, WEIGHT_DECAY_NORM and gradient clipping as configured)."""
+        name = cfg.SOLVER.OPTIMIZER.upper()
+        if name == "SGD":
+            return super().build_optimizer(cfg, model)
+        adam = {"ADAM": torch.optim.Adam, "ADAMW": torch.optim.AdamW}.get(name)
+        if adam is None:
+            raise ValueError(f"SOLVER.OPTIMIZER must be SGD, ADAM or ADAMW, got {name!r}")
+        params = get_default_optimizer_params(
+            model,
+            base_lr=cfg.SOLVER.BASE_LR,
+            weight_decay=cfg.SOLVER.WEIGHT_DECAY,
+            weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+        )
+        return maybe_add_gradient_clipping(cfg, adam)(params, lr=cfg.SOLVER.BASE_LR)
 
     @classmethod
     def build_lr_scheduler(cls, cfg, optimizer):

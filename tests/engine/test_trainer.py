@@ -122,3 +122,35 @@ def test_two_process_cpu_training(tmp_path):
     assert os.path.exists(tmp_path / "model_final.pth")
     with open(tmp_path / "last_checkpoint") as f:
         assert f.read().strip() == "model_final.pth"
+
+
+@pytest.mark.parametrize("name, cls", [("SGD", torch.optim.SGD), ("ADAM", torch.optim.Adam),
+                                       ("AdamW", torch.optim.AdamW)])
+def test_optimizer_choice(tmp_path, name, cls):
+    cfg = tiny_cfg(tmp_path)
+    cfg.SOLVER.OPTIMIZER = name
+    model = Trainer.build_model(cfg)
+    optimizer = Trainer.build_optimizer(cfg, model)
+    assert isinstance(optimizer, cls)
+    assert {g["lr"] for g in optimizer.param_groups} == {cfg.SOLVER.BASE_LR}
+
+
+def test_unknown_optimizer_names_the_key(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    cfg.SOLVER.OPTIMIZER = "LAMB"
+    with pytest.raises(ValueError, match="SOLVER.OPTIMIZER"):
+        Trainer.build_optimizer(cfg, Trainer.build_model(cfg))
+
+
+def test_poly_schedule(tmp_path):
+    """WarmupPolyLR without warm-up: lr(it) = base * (1 - it / max_iter)^0.9; at it = 15 of 30
+    that is 0.02 * 0.5^0.9 = 0.010718."""
+    cfg = tiny_cfg(tmp_path)
+    cfg.SOLVER.LR_SCHEDULER_NAME, cfg.SOLVER.WARMUP_ITERS = "WarmupPolyLR", 0
+    model = Trainer.build_model(cfg)
+    optimizer = Trainer.build_optimizer(cfg, model)
+    scheduler = Trainer.build_lr_scheduler(cfg, optimizer)
+    for _ in range(15):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.010718, abs=1e-6)

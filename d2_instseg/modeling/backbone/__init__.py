@@ -1,2 +1,3 @@
 """Backbones registered in Detectron2's BACKBONE_REGISTRY."""
+from . import erfnet  # noqa: F401  (Spatial Embeddings: ERFNet encoder)
 from . import dilated_resnet  # noqa: F401  (CPNet: ResNet with res4/res5 dilation, OS8)

@@ -1,0 +1,21 @@
+"""Spatial Embeddings (Neven et al., CVPR 2019): meta-architecture, decoder, loss and clustering."""
+from .cluster import cluster_class, cluster_instances
+from .config import add_spatial_embed_config, check_spatial_embed_config
+from .decoder import SpatialEmbedDecoder
+from .embedding import coordinate_map, gaussian_phi, split_outputs
+from .loss import SpatialEmbedLoss, spatial_embed_image_loss
+from .meta_arch import SpatialEmbeddings
+
+__all__ = [
+    "SpatialEmbedDecoder",
+    "SpatialEmbedLoss",
+    "SpatialEmbeddings",
+    "add_spatial_embed_config",
+    "check_spatial_embed_config",
+    "cluster_class",
+    "cluster_instances",
+    "coordinate_map",
+    "gaussian_phi",
+    "spatial_embed_image_loss",
+    "split_outputs",
+]

@@ -1,0 +1,71 @@
+"""Config keys of Spatial Embeddings (``MODEL.SPATIAL_EMBED``) and of its ERFNet encoder
+(``MODEL.ERFNET``). Paper symbols: e (embedding), C_k (center), s / sigma (margin), phi, w_*."""
+from detectron2.config import CfgNode as CN
+
+
+def add_spatial_embed_config(cfg: CN) -> None:
+    """Add ``MODEL.SPATIAL_EMBED`` and ``MODEL.ERFNET`` to ``cfg``."""
+    cfg.MODEL.SPATIAL_EMBED = node = CN()
+    # Number of thing classes = number of seed maps (one-vs-all, sigmoid). Synced from the metadata.
+    node.NUM_CLASSES = 8
+    # Backbone output the branched decoder reads ("erf3": ERFNet stride 8; "p3" for ResNet-FPN).
+    node.IN_FEATURE = "erf3"
+    # Channels after each 2x upsampler of both decoders; the feature stride must be 2^(len + 1).
+    node.DECODER_WIDTHS = [64, 16]
+    # non_bottleneck_1d blocks after each upsampler.
+    node.DECODER_BLOCKS = 2
+    # Sigma channels: 1 = circular margin, 2 = elliptical margin (one sigma for x, one for y).
+    node.N_SIGMA = 1
+    # Pixels per embedding unit: pixel (i, j) sits at (j, i) / PIXELS_PER_UNIT. 1023 reproduces the
+    # reference's coordinate pitch (y in [0, 1] over 1024 rows); offsets e - xy are tanh-bounded to
+    # +-1 unit, and sigma bias 1 at init is a margin of ~0.0048 units (~5 px).
+    node.PIXELS_PER_UNIT = 1023.0
+    # Center of attraction C_k: pixel centroid of the instance (True, released default) or the mean
+    # of its predicted embeddings (False).
+    node.TO_CENTER = True
+    # Loss weights: w_inst (Lovasz hinge on 2 phi - 1), w_var (sigma smoothness), w_seed.
+    node.INSTANCE_LOSS_WEIGHT = 1.0
+    node.VARIANCE_LOSS_WEIGHT = 10.0
+    node.SEED_LOSS_WEIGHT = 1.0
+    # w_fg: weight of the seed regression to phi inside instances (background pixels weigh 1).
+    node.FOREGROUND_WEIGHT = 10.0
+    # Clustering: minimum seed value of an instance's seed pixel (the reference's test.py uses 0.9).
+    node.SEED_THRESHOLD = 0.9
+    # Clustering: pixels with seed > FG_THRESHOLD are a class's foreground.
+    node.FG_THRESHOLD = 0.5
+    # Clustering: an instance has more than MIN_PIXELS pixels (128 at Cityscapes' 1024x2048); the
+    # search stops when no more than MIN_PIXELS foreground pixels are unclustered.
+    node.MIN_PIXELS = 128
+    # Clustering: a proposal is kept if more than this fraction of it is still unclustered.
+    node.MIN_UNCLUSTERED = 0.5
+
+    cfg.MODEL.ERFNET = erf = CN()
+    # Channels after the three downsampler blocks (strides 2, 4, 8).
+    erf.WIDTHS = [16, 64, 128]
+    # non_bottleneck_1d blocks at stride 4.
+    erf.NUM_STAGE2_BLOCKS = 5
+    # Dilations of the stride-8 non_bottleneck_1d blocks, repeated STAGE3_REPEATS times.
+    erf.STAGE3_DILATIONS = [2, 4, 8, 16]
+    erf.STAGE3_REPEATS = 2
+    # Dropout2d probability at stride 4 and at stride 8.
+    erf.DROPOUTS = [0.03, 0.3]
+
+
+def check_spatial_embed_config(cfg: CN) -> None:
+    """Raise ValueError naming the first invalid ``MODEL.SPATIAL_EMBED`` key."""
+    node = cfg.MODEL.SPATIAL_EMBED
+    checks = [
+        ("NUM_CLASSES", node.NUM_CLASSES >= 1, "must be >= 1"),
+        ("N_SIGMA", node.N_SIGMA in (1, 2), "must be 1 (circular) or 2 (elliptical)"),
+        ("DECODER_WIDTHS", len(node.DECODER_WIDTHS) >= 1, "needs at least one width"),
+        ("DECODER_BLOCKS", node.DECODER_BLOCKS >= 0, "must be >= 0"),
+        ("PIXELS_PER_UNIT", node.PIXELS_PER_UNIT > 0, "must be > 0"),
+        ("SEED_THRESHOLD", 0 <= node.SEED_THRESHOLD <= 1, "must be in [0, 1]"),
+        ("FG_THRESHOLD", 0 <= node.FG_THRESHOLD <= 1, "must be in [0, 1]"),
+        ("MIN_PIXELS", node.MIN_PIXELS >= 0, "must be >= 0"),
+        ("MIN_UNCLUSTERED", 0 <= node.MIN_UNCLUSTERED <= 1, "must be in [0, 1]"),
+        ("FOREGROUND_WEIGHT", node.FOREGROUND_WEIGHT >= 0, "must be >= 0"),
+    ]
+    for key, ok, why in checks:
+        if not ok:
+            raise ValueError(f"MODEL.SPATIAL_EMBED.{key}={node[key]!r} {why}")

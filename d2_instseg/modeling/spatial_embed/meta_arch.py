@@ -1,0 +1,167 @@
+"""``SpatialEmbeddings``: proposal-free instance segmentation by clustering pixel embeddings with a
+learned per-instance bandwidth (Neven et al., CVPR 2019).
+
+Shape shorthand:
+    B: batch size; H, W: padded input size; h_b, w_b: un-padded size of image b
+    S: sigma channels; C: thing classes; R: instances found in one image
+"""
+from typing import Dict, List, Sequence
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
+from detectron2.structures import BitMasks, ImageList, Instances
+from torch import nn
+
+from .cluster import cluster_instances
+from .config import check_spatial_embed_config
+from .decoder import SpatialEmbedDecoder
+from .embedding import coordinate_map, split_outputs
+from .loss import SpatialEmbedLoss
+
+
+@META_ARCH_REGISTRY.register()
+class SpatialEmbeddings(nn.Module):
+    """Backbone (ERFNet or any Detectron2 backbone) + branched decoder; trained with
+    :class:`SpatialEmbedLoss`, clustered with :func:`cluster_instances` at inference.
+
+    Input: Detectron2's list of dicts ("image" (3, h, w), training: "instances" with ``gt_masks``
+    BitMasks and ``gt_classes``; optional "height"/"width" of the output).
+    Output (inference): per image {"instances": Instances with pred_masks (R, height, width) bool,
+    pred_classes (R,), scores (R,) (seed value of each seed pixel), pred_boxes (from the masks)}.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        decoder: SpatialEmbedDecoder,
+        loss: SpatialEmbedLoss,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        pixels_per_unit: float,
+        seed_threshold: float,
+        fg_threshold: float,
+        min_pixels: int,
+        min_unclustered: float = 0.5,
+        max_detections: int = 100,
+    ):
+        """
+        Args:
+            backbone, decoder, loss: the modules (see their classes).
+            pixel_mean, pixel_std: input normalisation, in the input format's channel order.
+            pixels_per_unit: pixels per embedding unit of the coordinate map.
+            seed_threshold, fg_threshold, min_pixels, min_unclustered: clustering thresholds.
+            max_detections: at most this many instances per image (highest scores).
+        """
+        super().__init__()
+        self.backbone = backbone
+        self.decoder = decoder
+        self.loss = loss
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.pixels_per_unit = pixels_per_unit
+        self.cluster_args = {
+            "seed_threshold": seed_threshold,
+            "fg_threshold": fg_threshold,
+            "min_pixels": min_pixels,
+            "min_unclustered": min_unclustered,
+        }
+        self.max_detections = max_detections
+        stride = backbone.output_shape()[decoder.in_feature].stride
+        # The decoder returns to full resolution only if the input is a multiple of the stride.
+        self.size_divisibility = max(backbone.size_divisibility, stride)
+
+    @classmethod
+    def from_config(cls, cfg):
+        check_spatial_embed_config(cfg)
+        backbone = build_backbone(cfg)
+        node = cfg.MODEL.SPATIAL_EMBED
+        return {
+            "backbone": backbone,
+            "decoder": SpatialEmbedDecoder(cfg, backbone.output_shape()),
+            "loss": SpatialEmbedLoss(cfg),
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "pixels_per_unit": node.PIXELS_PER_UNIT,
+            "seed_threshold": node.SEED_THRESHOLD,
+            "fg_threshold": node.FG_THRESHOLD,
+            "min_pixels": node.MIN_PIXELS,
+            "min_unclustered": node.MIN_UNCLUSTERED,
+            "max_detections": cfg.TEST.DETECTIONS_PER_IMAGE,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def preprocess_image(self, batched_inputs: List[Dict]) -> ImageList:
+        images = [
+            (x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs
+        ]
+        # Padding goes to the bottom/right: the coordinates of real pixels do not move.
+        return ImageList.from_tensors(images, self.size_divisibility)
+
+    def forward(self, batched_inputs: List[Dict]):
+        images = self.preprocess_image(batched_inputs)
+        outputs = self.decoder(self.backbone(images.tensor))  # (B, 2 + S + C, H, W)
+        coords = coordinate_map(
+            outputs.shape[-2],
+            outputs.shape[-1],
+            self.pixels_per_unit,
+            device=outputs.device,
+            dtype=outputs.dtype,
+        )
+        embedding, sigma, seed = split_outputs(outputs, coords, self.decoder.n_sigma)
+        crops = [(slice(None), slice(0, h), slice(0, w)) for h, w in images.image_sizes]
+        if self.training:
+            targets = [x["instances"].to(self.device) for x in batched_inputs]
+            return self.loss(
+                [e[c] for e, c in zip(embedding, crops)],
+                [s[c] for s, c in zip(sigma, crops)],
+                [s[c] for s, c in zip(seed, crops)],
+                [coords[c] for c in crops],
+                targets,
+            )
+        results = []
+        for b, (x, crop) in enumerate(zip(batched_inputs, crops)):
+            height = x.get("height", images.image_sizes[b][0])
+            width = x.get("width", images.image_sizes[b][1])
+            instances = self.inference_single(embedding[b][crop], sigma[b][crop], seed[b][crop])
+            results.append({"instances": self.resize_instances(instances, height, width)})
+        return results
+
+    def inference_single(
+        self, embedding: torch.Tensor, sigma: torch.Tensor, seed: torch.Tensor
+    ) -> Instances:
+        """(2, h, w), (S, h, w), (C, h, w) -> Instances at (h, w) (no boxes yet)."""
+        masks, classes, scores = cluster_instances(embedding, sigma, seed, **self.cluster_args)
+        if len(scores) > self.max_detections:
+            keep = scores.topk(self.max_detections).indices
+            masks, classes, scores = masks[keep], classes[keep], scores[keep]
+        result = Instances(tuple(seed.shape[-2:]))
+        result.pred_masks = masks
+        result.pred_classes = classes
+        result.scores = scores
+        return result
+
+    @staticmethod
+    def resize_instances(instances: Instances, height: int, width: int) -> Instances:
+        """Masks resized (bilinear, > 0.5) to the requested output size; boxes from the masks."""
+        masks = instances.pred_masks
+        if tuple(masks.shape[-2:]) != (height, width):
+            masks = F.interpolate(
+                masks.unsqueeze(1).float(),
+                size=(height, width),
+                mode="bilinear",
+                align_corners=False,
+            )
+            masks = masks.squeeze(1) > 0.5
+        result = Instances((height, width))
+        result.pred_masks = masks
+        result.pred_classes = instances.pred_classes
+        result.scores = instances.scores
+        result.pred_boxes = BitMasks(masks).get_bounding_boxes()
+        return result
