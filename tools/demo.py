@@ -73,7 +73,9 @@ class OverlayRenderer:
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         outputs = self.predictor(rgb[:, :, ::-1])  # predictors take BGR, as cv2.imread gives
-        vis = Visualizer(rgb, self.metadata, instance_mode=ColorMode.IMAGE)
+        # Draw small images enlarged (to >= 480 px on the long side) so that labels stay readable.
+        scale = max(1.0, 480.0 / max(rgb.shape[:2]))
+        vis = Visualizer(rgb, self.metadata, scale=scale, instance_mode=ColorMode.IMAGE)
         if "instances" in outputs:
             instances = outputs["instances"].to("cpu")
             instances = instances[instances.scores >= self.threshold]
