@@ -6,6 +6,7 @@ Our keys live under our own nodes (``MODEL.CENTERMASK``, ``MODEL.SPATIAL_EMBED``
 from detectron2.config import CfgNode as CN
 
 # Method adders: one import and one call each (keep this list sorted by method).
+from .modeling.centermask.config import add_centermask_config
 from .modeling.cpnet.config import add_cpnet_config
 from .modeling.spatial_embed.config import add_spatial_embed_config
 
@@ -36,5 +37,6 @@ def add_d2_instseg_config(cfg: CN) -> None:
     if "DATASET_MAPPER_NAME" in cfg.INPUT:
         return
     add_common_config(cfg)
+    add_centermask_config(cfg)
     add_spatial_embed_config(cfg)
     add_cpnet_config(cfg)

@@ -1,3 +1,10 @@
 """Public building blocks, documented and unit-tested, usable in other models."""
 from .lovasz import lovasz_grad, lovasz_hinge  # noqa: F401  (Spatial Embeddings; any mask IoU loss)
+from .centernet import (  # noqa: F401  (CenterMask; any CenterNet-style keypoint detector)
+    centernet_focal_loss,
+    draw_gaussians,
+    gaussian_radius,
+    integer_gaussian_radius,
+)
 from .affinity import affinity_loss, ideal_affinity_map  # noqa: F401  (CPNet; any pairwise prior)
+from .upsample import BilinearUpsample, bilinear_kernel  # noqa: F401  (FCN heads, DLA IDA-up)

@@ -5,6 +5,7 @@ Registers ``FCNHead`` and ``UNetHead`` in SEM_SEG_HEADS_REGISTRY; use them with 
 """
 from .fcn_head import FCNHead
 from .unet_head import UNetHead
-from .upsample import BilinearUpsample, bilinear_kernel, fit_to
+from ...layers.upsample import BilinearUpsample, bilinear_kernel
+from .upsample import fit_to
 
 __all__ = ["BilinearUpsample", "FCNHead", "UNetHead", "bilinear_kernel", "fit_to"]

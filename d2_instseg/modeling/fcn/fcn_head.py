@@ -19,7 +19,8 @@ from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 
 from ..cpnet.head import conv_norm_relu
 from .base import DenseHead
-from .upsample import BilinearUpsample, fit_to
+from ...layers.upsample import BilinearUpsample
+from .upsample import fit_to
 
 _LEVELS = {32: 1, 16: 2, 8: 3}  # variant -> number of fused backbone levels
 

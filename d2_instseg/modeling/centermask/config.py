@@ -1,0 +1,68 @@
+"""Config keys of CenterMask (point representation; Wang et al., CVPR 2020), under
+``MODEL.CENTERMASK``."""
+from detectron2.config import CfgNode as CN
+
+
+def add_centermask_config(cfg: CN) -> None:
+    """Add ``MODEL.CENTERMASK`` (heads, losses, inference) and its backbones' keys to ``cfg``."""
+    _C = cfg
+    _C.MODEL.CENTERMASK = CN()
+    # C: number of thing classes (heatmap channels); the Trainer syncs it from dataset metadata.
+    _C.MODEL.CENTERMASK.NUM_CLASSES = 80
+    # Backbone output read by the heads; it must have stride R = 4 (CenterNet's output stride).
+    _C.MODEL.CENTERMASK.IN_FEATURE = "dla2"
+    # Channels of each head's hidden 3x3 conv (CenterNet's head_conv: 256 for DLA-34 and Hourglass).
+    _C.MODEL.CENTERMASK.HEAD_CONV = 256
+    # S: side of the local shape; the shape head predicts an S^2 vector at each center (paper: 32).
+    _C.MODEL.CENTERMASK.SHAPE_SIZE = 32
+    # Mask branches (paper's ablation table): "both" (M = sigma(L) * sigma(G)), "shape" (local shape
+    # only, M = sigma(L)) or "saliency" (global saliency only, M = sigma(G)).
+    _C.MODEL.CENTERMASK.MASK_BRANCHES = "both"
+    # Global saliency G: one class-agnostic channel (False) or C class-specific channels (True),
+    # where object k reads the channel of its class.
+    _C.MODEL.CENTERMASK.SALIENCY_CLASS_SPECIFIC = False
+    # Prior probability of a heatmap peak: the heatmap conv's bias is -log((1 - pi) / pi) = -2.19.
+    _C.MODEL.CENTERMASK.HEATMAP_PRIOR_PROB = 0.1
+    # m: min IoU of CenterNet's gaussian radius rule.
+    _C.MODEL.CENTERMASK.GAUSSIAN_MIN_OVERLAP = 0.7
+    # lambda_p, lambda_off, lambda_size, lambda_mask of L = sum lambda_i L_i (paper: 1, 1, 0.1, 1).
+    _C.MODEL.CENTERMASK.HEATMAP_LOSS_WEIGHT = 1.0
+    _C.MODEL.CENTERMASK.OFFSET_LOSS_WEIGHT = 1.0
+    _C.MODEL.CENTERMASK.SIZE_LOSS_WEIGHT = 0.1
+    _C.MODEL.CENTERMASK.MASK_LOSS_WEIGHT = 1.0
+    # Weight of the extra BCE supervising the saliency map G directly with the union of the masks of
+    # each channel's class (the paper adds it with class-specific saliency); 0 disables it.
+    _C.MODEL.CENTERMASK.SALIENCY_LOSS_WEIGHT = 0.0
+    # K: number of centers kept after 3x3 max-pool peak extraction (paper: top-100); no NMS.
+    _C.MODEL.CENTERMASK.TOPK_TEST = 100
+    # Minimum center score sigma(heatmap) of a detection at test time.
+    _C.MODEL.CENTERMASK.SCORE_THRESH_TEST = 0.05
+    # Threshold on the assembled mask M_k at test time (paper: 0.4).
+    _C.MODEL.CENTERMASK.MASK_THRESH_TEST = 0.4
+
+    # Training augmentation of INPUT.DATASET_MAPPER_NAME "CenterMaskDatasetMapper": CenterNet's
+    # random scale s (longer side -> TRAIN_CROP_SIZE / s), square crop (paper: 512).
+    _C.MODEL.CENTERMASK.TRAIN_CROP_SIZE = 512
+    _C.MODEL.CENTERMASK.TRAIN_SCALE_RANGE = (0.6, 1.3)
+
+    # DLA-34 with iterative deep aggregation up to stride 4 (CenterNet's DLASeg), from scratch.
+    _C.MODEL.CENTERMASK.DLA = CN()
+    # Channels of DLA levels 0..5 (strides 1..32); DLA-34: 16, 32, 64, 128, 256, 512.
+    _C.MODEL.CENTERMASK.DLA.CHANNELS = [16, 32, 64, 128, 256, 512]
+    # Number of tree levels of DLA levels 0..5; DLA-34: 1, 1, 1, 2, 2, 1.
+    _C.MODEL.CENTERMASK.DLA.LEVELS = [1, 1, 1, 2, 2, 1]
+    # IDA-up convs: modulated deformable 3x3 (DCNv2, as CenterNet) if True, plain 3x3 if False.
+    _C.MODEL.CENTERMASK.DLA.DEFORMABLE = True
+    # Normalisation after every conv: "BN", "GN", "SyncBN", ... (Detectron2 get_norm names).
+    _C.MODEL.CENTERMASK.DLA.NORM = "BN"
+
+    # Hourglass-104 (CenterNet's large_hourglass; two stacks), from scratch.
+    _C.MODEL.CENTERMASK.HOURGLASS = CN()
+    # Number of stacked hourglasses; the heads read the last one.
+    _C.MODEL.CENTERMASK.HOURGLASS.NUM_STACKS = 2
+    # Channels at the hourglass' 6 resolutions (stride 4 .. 128).
+    _C.MODEL.CENTERMASK.HOURGLASS.DIMS = [256, 256, 384, 384, 384, 512]
+    # Residual blocks at each resolution.
+    _C.MODEL.CENTERMASK.HOURGLASS.MODULES = [2, 2, 2, 2, 2, 4]
+    # Normalisation after every conv (Detectron2 get_norm names).
+    _C.MODEL.CENTERMASK.HOURGLASS.NORM = "BN"

@@ -1,0 +1,244 @@
+"""``CenterMaskPoint``: CenterMask (Wang et al., CVPR 2020, point representation) as a Detectron2
+meta-architecture. Backbone -> stride-4 feature -> five heads; training losses of the paper;
+inference by CenterNet decoding and mask assembly, returned through ``detector_postprocess``.
+
+Shape shorthand: N images, C classes, H x W feature map (stride R), K objects, S local shape side.
+"""
+import math
+from typing import Dict, List
+
+import torch
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone, detector_postprocess
+from detectron2.structures import Boxes, ImageList, Instances
+from torch import nn
+
+from ...layers.centernet import centernet_focal_loss
+from .head import CenterMaskHead
+from .loss import mask_bce_loss, reg_l1_loss, saliency_bce_loss
+from .postprocess import assemble_masks, decode_centers
+from .targets import centermask_targets, saliency_targets
+
+__all__ = ["CenterMaskPoint"]
+
+
+@META_ARCH_REGISTRY.register()
+class CenterMaskPoint(nn.Module):
+    """CenterMask: heatmap, offset and size heads (CenterNet) plus a local shape (S x S at each
+    center) and a global saliency map, assembled as M_k = sigmoid(L_k) * sigmoid(G_k) in each box.
+
+    Training assembles masks on the ground-truth center and size; inference on the predicted ones.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        in_feature: str,
+        head: CenterMaskHead,
+        num_classes: int,
+        pixel_mean: List[float],
+        pixel_std: List[float],
+        loss_weights: Dict[str, float],
+        gaussian_min_overlap: float = 0.7,
+        saliency_class_specific: bool = False,
+        topk_test: int = 100,
+        score_thresh_test: float = 0.05,
+        mask_thresh_test: float = 0.4,
+    ):
+        """
+        Args:
+            backbone: any Detectron2 backbone with output ``in_feature``.
+            in_feature: name of the backbone output the heads read (stride R, usually 4).
+            head: the five heads.
+            num_classes: C.
+            pixel_mean, pixel_std: input normalisation, per channel.
+            loss_weights: weights of "loss_heatmap", "loss_offset", "loss_size", "loss_mask",
+                "loss_saliency" (the last is computed only when its weight is > 0).
+            gaussian_min_overlap: m of the gaussian radius rule.
+            saliency_class_specific: objects read the saliency channel of their class (else 0).
+            topk_test: K centers per image at test time.
+            score_thresh_test: minimum center score at test time.
+            mask_thresh_test: threshold of the assembled masks at test time.
+        """
+        super().__init__()
+        self.backbone = backbone
+        self.in_feature = in_feature
+        self.stride = backbone.output_shape()[in_feature].stride
+        self.head = head
+        self.num_classes = num_classes
+        self.loss_weights = loss_weights
+        self.gaussian_min_overlap = gaussian_min_overlap
+        self.saliency_class_specific = saliency_class_specific
+        self.topk_test = topk_test
+        self.score_thresh_test = score_thresh_test
+        self.mask_thresh_test = mask_thresh_test
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+
+    @classmethod
+    def from_config(cls, cfg):
+        cm = cfg.MODEL.CENTERMASK
+        backbone = build_backbone(cfg)
+        shapes = backbone.output_shape()
+        if cm.IN_FEATURE not in shapes:
+            raise ValueError(
+                f"MODEL.CENTERMASK.IN_FEATURE={cm.IN_FEATURE!r} is not an output of "
+                f"{cfg.MODEL.BACKBONE.NAME} (outputs: {sorted(shapes)})"
+            )
+        if not 0 < cm.GAUSSIAN_MIN_OVERLAP < 1:
+            raise ValueError(
+                "MODEL.CENTERMASK.GAUSSIAN_MIN_OVERLAP must be in (0, 1), got "
+                f"{cm.GAUSSIAN_MIN_OVERLAP}"
+            )
+        if cm.SHAPE_SIZE < 1 or cm.TOPK_TEST < 1 or cm.NUM_CLASSES < 1:
+            raise ValueError(
+                "MODEL.CENTERMASK.SHAPE_SIZE, TOPK_TEST and NUM_CLASSES must be positive, got "
+                f"{cm.SHAPE_SIZE}, {cm.TOPK_TEST}, {cm.NUM_CLASSES}"
+            )
+        weights = {
+            "loss_heatmap": cm.HEATMAP_LOSS_WEIGHT,
+            "loss_offset": cm.OFFSET_LOSS_WEIGHT,
+            "loss_size": cm.SIZE_LOSS_WEIGHT,
+            "loss_mask": cm.MASK_LOSS_WEIGHT,
+            "loss_saliency": cm.SALIENCY_LOSS_WEIGHT,
+        }
+        if cm.SALIENCY_LOSS_WEIGHT > 0 and cm.MASK_BRANCHES == "shape":
+            raise ValueError(
+                "MODEL.CENTERMASK.SALIENCY_LOSS_WEIGHT > 0 needs a saliency map, but "
+                "MODEL.CENTERMASK.MASK_BRANCHES is 'shape'"
+            )
+        return {
+            "backbone": backbone,
+            "in_feature": cm.IN_FEATURE,
+            "head": CenterMaskHead(cfg, shapes[cm.IN_FEATURE]),
+            "num_classes": cm.NUM_CLASSES,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "loss_weights": weights,
+            "gaussian_min_overlap": cm.GAUSSIAN_MIN_OVERLAP,
+            "saliency_class_specific": cm.SALIENCY_CLASS_SPECIFIC,
+            "topk_test": cm.TOPK_TEST,
+            "score_thresh_test": cm.SCORE_THRESH_TEST,
+            "mask_thresh_test": cm.MASK_THRESH_TEST,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def preprocess_image(self, batched_inputs: List[Dict]) -> ImageList:
+        images = [x["image"].to(self.device) for x in batched_inputs]
+        images = [(x - self.pixel_mean) / self.pixel_std for x in images]
+        return ImageList.from_tensors(images, self.backbone.size_divisibility)
+
+    def forward(self, batched_inputs: List[Dict]):
+        """
+        Args:
+            batched_inputs: Detectron2 model inputs ("image" (3, Hi, Wi) in cfg.INPUT.FORMAT; in
+                training "instances" with gt_boxes, gt_classes, gt_masks; optional
+                "height"/"width").
+        Returns:
+            training: dict of weighted losses. Inference: one {"instances": Instances} per image,
+            with pred_boxes, scores, pred_classes and pred_masks (bool, at the output size).
+        """
+        images = self.preprocess_image(batched_inputs)
+        features = self.backbone(images.tensor)[self.in_feature]
+        outputs = self.head(features)
+        if self.training:
+            gt = [x["instances"].to(self.device) for x in batched_inputs]
+            return self.losses(outputs, gt)
+        results = self.inference(outputs, images.image_sizes)
+        processed = []
+        for result, inp, size in zip(results, batched_inputs, images.image_sizes):
+            height, width = inp.get("height", size[0]), inp.get("width", size[1])
+            processed.append(
+                {"instances": detector_postprocess(result, height, width, self.mask_thresh_test)}
+            )
+        return processed
+
+    def _saliency_channel(self, classes: torch.Tensor) -> torch.Tensor:
+        return classes if self.saliency_class_specific else torch.zeros_like(classes)
+
+    def _masks(
+        self, outputs: Dict[str, torch.Tensor], det: Dict[str, torch.Tensor], rois, mask_size: int
+    ) -> torch.Tensor:
+        """(K, mask_size, mask_size) assembled masks of the objects in ``det`` over ``rois``."""
+        shapes = None
+        if "shape_features" in outputs:
+            features = outputs["shape_features"]
+            shapes = self.head.shapes_at(features, det["batch_idx"], det["centers"])
+        return assemble_masks(
+            shape_logits=shapes,
+            saliency_logits=outputs.get("saliency"),
+            saliency_channel=self._saliency_channel(det["classes"]),
+            batch_idx=det["batch_idx"],
+            boxes=det["boxes"],
+            rois=rois,
+            mask_size=mask_size,
+        )
+
+    def losses(
+        self, outputs: Dict[str, torch.Tensor], gt_instances: List[Instances]
+    ) -> Dict[str, torch.Tensor]:
+        """L = lambda_p L_p + lambda_off L_off + lambda_size L_size + lambda_mask L_mask, plus the
+        direct saliency BCE when its weight is > 0."""
+        heatmap = outputs["heatmap"]
+        shape_size = self.head.shape_size
+        t = centermask_targets(
+            gt_instances,
+            num_classes=self.num_classes,
+            feature_hw=heatmap.shape[-2:],
+            stride=self.stride,
+            shape_size=shape_size,
+            min_overlap=self.gaussian_min_overlap,
+        )
+        at_centers = (t["batch_idx"], t["centers"])
+        losses = {
+            "loss_heatmap": centernet_focal_loss(heatmap, t["heatmap"]),
+            "loss_offset": reg_l1_loss(outputs["offset"], *at_centers, t["offsets"]),
+            "loss_size": reg_l1_loss(outputs["size"], *at_centers, t["sizes"]),
+            # Assembled on the ground-truth center and size, over the box the S x S target covers.
+            "loss_mask": mask_bce_loss(self._masks(outputs, t, t["boxes"], shape_size), t["masks"]),
+        }
+        if self.loss_weights["loss_saliency"] > 0:
+            saliency = outputs["saliency"]
+            target = saliency_targets(
+                gt_instances,
+                num_channels=saliency.shape[1],
+                feature_hw=heatmap.shape[-2:],
+                stride=self.stride,
+            )
+            losses["loss_saliency"] = saliency_bce_loss(saliency, target)
+        return {k: v * self.loss_weights[k] for k, v in losses.items()}
+
+    def inference(self, outputs: Dict[str, torch.Tensor], image_sizes) -> List[Instances]:
+        """Decoded detections per image, boxes in input pixels, pred_masks (k, 1, R_m, R_m)
+        probabilities over each box (pasted and thresholded by ``detector_postprocess``)."""
+        det = decode_centers(
+            outputs["heatmap"],
+            outputs["offset"],
+            outputs["size"],
+            topk=self.topk_test,
+            score_thresh=self.score_thresh_test,
+        )
+        # Clip each box to its image (feature pixels); the masks are assembled over the clipped box,
+        # which is the box detector_postprocess pastes them into.
+        limits = torch.tensor(image_sizes, device=self.device, dtype=det["boxes"].dtype)
+        limits = (limits.flip(1) / self.stride)[det["batch_idx"]].repeat(1, 2)
+        rois = torch.minimum(det["boxes"].clamp(min=0), limits)
+        # A grid at least as fine as the feature map inside every box, so cropping G loses nothing.
+        side = (rois[:, 2:] - rois[:, :2]).max() if len(rois) else rois.new_zeros(())
+        mask_size = max(self.head.shape_size, int(math.ceil(float(side))))
+        masks = self._masks(outputs, det, rois, mask_size)
+        results = []
+        for i, size in enumerate(image_sizes):
+            sel = det["batch_idx"] == i
+            r = Instances(size)
+            r.pred_boxes = Boxes(rois[sel] * self.stride)
+            r.scores = det["scores"][sel]
+            r.pred_classes = det["classes"][sel]
+            r.pred_masks = masks[sel][:, None]
+            results.append(r)
+        return results
