@@ -1,16 +1,20 @@
 # The two commands of the README:
 #   make demo   train + evaluate every method on the built-in shapes data, write overlays and plots
 #   make test   run the test suite
+#   make demo-irnet   the weakly supervised IRNet pipeline on shapes (image-level labels only)
 # Both create or reuse the virtualenv at .venv (tools/setup_venv.sh installs only what is missing).
 PY := .venv/bin/python
 
-.PHONY: venv demo test clean-venv
+.PHONY: venv demo demo-irnet test clean-venv
 
 venv:
 	@bash tools/setup_venv.sh
 
 demo: venv
 	$(PY) tools/main_job.py
+
+demo-irnet: venv
+	$(PY) tools/irnet_pipeline.py --config-file configs/shapes/irnet.yaml OUTPUT_DIR output/irnet
 
 test: venv
 	$(PY) -m pytest tests -q --durations=15

@@ -8,6 +8,7 @@ from detectron2.config import CfgNode as CN
 # Method adders: one import and one call each (keep this list sorted by method).
 from .modeling.centermask.config import add_centermask_config
 from .modeling.cpnet.config import add_cpnet_config
+from .irnet.config import add_irnet_config
 from .modeling.spatial_embed.config import add_spatial_embed_config
 
 
@@ -40,3 +41,4 @@ def add_d2_instseg_config(cfg: CN) -> None:
     add_centermask_config(cfg)
     add_spatial_embed_config(cfg)
     add_cpnet_config(cfg)
+    add_irnet_config(cfg)

@@ -1,0 +1,267 @@
+"""Data for IRNet: image-label-only views of training sets, the CAM / IRNet dataset mappers, PASCAL
+VOC 2012 segmentation registration, and registration of the synthesised pseudo-label datasets.
+
+The IRNet steps only ever see :func:`image_label_dicts`, which keeps ``file_name``, ``height``,
+``width``, ``image_id`` and ``image_labels`` of each dataset dict and drops every annotation.
+"""
+import copy
+import os
+from typing import Dict, List
+
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+from detectron2.config import configurable
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+from detectron2.data.datasets import register_coco_instances
+from detectron2.structures import BoxMode
+from PIL import Image
+
+from ..data import MAPPER_REGISTRY
+from .relations import downsample_label
+
+_KEEP = ("file_name", "height", "width", "image_id", "image_labels")
+
+
+def image_label_dicts(dataset_name: str) -> List[Dict]:
+    """Dataset dicts of ``dataset_name`` reduced to image-level labels (no masks, boxes or classes
+    of objects). Raises ValueError if a dict has no ``image_labels``."""
+    out = []
+    for d in DatasetCatalog.get(dataset_name):
+        if "image_labels" not in d:
+            raise ValueError(
+                f"IRNet needs image-level labels: dataset {dataset_name!r} has a dict without "
+                f"'image_labels' ({d.get('file_name')})"
+            )
+        out.append({k: d[k] for k in _KEEP if k in d})
+    return out
+
+
+class RandomLongEdgeResize(T.Augmentation):
+    """Resize so that the long side is uniform in [min_long, max_long] (IRNet's ``resize_long``)."""
+
+    def __init__(self, min_long: int, max_long: int):
+        super().__init__()
+        self._init(locals())
+
+    def get_transform(self, image):
+        h, w = image.shape[:2]
+        scale = np.random.randint(self.min_long, self.max_long + 1) / max(h, w)
+        return T.ResizeTransform(h, w, max(1, round(h * scale)), max(1, round(w * scale)))
+
+
+class RandomRescale(T.Augmentation):
+    """Resize by a factor uniform in [min_scale, max_scale] (IRNet's ``random_scale``)."""
+
+    def __init__(self, min_scale: float, max_scale: float):
+        super().__init__()
+        self._init(locals())
+
+    def get_transform(self, image):
+        h, w = image.shape[:2]
+        s = np.random.uniform(self.min_scale, self.max_scale)
+        return T.ResizeTransform(h, w, max(1, round(h * s)), max(1, round(w * s)))
+
+
+class _AugmentingMapper:
+    """Shared constructor of the IRNet mappers: augmentations and image format from ``from_config``."""
+
+    @configurable
+    def __init__(self, *, augmentations: List[T.Augmentation], image_format: str):
+        self.augmentations = T.AugmentationList(augmentations)
+        self.image_format = image_format
+
+
+@MAPPER_REGISTRY.register()
+class IRNetCAMMapper(_AugmentingMapper):
+    """Training mapper of the CAM network: random long-side resize, flip, crop (smaller images are
+    padded in the model). Output: ``image`` (3, H, W) float and ``image_labels``."""
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True):
+        cam = cfg.MODEL.IRNET.CAM
+        return {
+            "augmentations": [
+                RandomLongEdgeResize(*cam.RESIZE_LONG),
+                T.RandomFlip(horizontal=True),
+                T.RandomCrop("absolute", (cam.CROP_SIZE, cam.CROP_SIZE)),
+            ],
+            "image_format": cfg.INPUT.FORMAT,
+        }
+
+    def __call__(self, dataset_dict: Dict) -> Dict:
+        d = {k: dataset_dict[k] for k in _KEEP if k in dataset_dict}
+        image = utils.read_image(d["file_name"], format=self.image_format)
+        aug = T.AugInput(image)
+        self.augmentations(aug)
+        d["image"] = torch.as_tensor(np.ascontiguousarray(aug.image.transpose(2, 0, 1))).float()
+        return d
+
+
+@MAPPER_REGISTRY.register()
+class IRNetRelationMapper(_AugmentingMapper):
+    """Training mapper of IRNet: random rescale, flip and crop of the image and of its relation
+    label (``relation_label_file``, full resolution), then the label taken on the stride-4 grid.
+    Output: ``image`` (3, H, W) float, ``relation_label`` ((H-1)//4+1, (W-1)//4+1) int64."""
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True):
+        irn = cfg.MODEL.IRNET.IRN
+        return {
+            "augmentations": [
+                RandomRescale(*irn.RESCALE),
+                T.RandomFlip(horizontal=True),
+                T.RandomCrop("absolute", (irn.CROP_SIZE, irn.CROP_SIZE)),
+            ],
+            "image_format": cfg.INPUT.FORMAT,
+        }
+
+    def __call__(self, dataset_dict: Dict) -> Dict:
+        d = copy.copy(dataset_dict)
+        image = utils.read_image(d["file_name"], format=self.image_format)
+        label = np.asarray(Image.open(d["relation_label_file"]), dtype=np.uint8)
+        aug = T.AugInput(image, sem_seg=label)
+        self.augmentations(aug)
+        d["image"] = torch.as_tensor(np.ascontiguousarray(aug.image.transpose(2, 0, 1))).float()
+        small = np.ascontiguousarray(downsample_label(aug.sem_seg))
+        d["relation_label"] = torch.as_tensor(small.astype(np.int64))
+        return d
+
+
+# ---------------------------------------------------------------------------- pseudo-label datasets
+
+
+def register_pseudo_datasets(
+    name: str, json_file: str, image_root: str, sem_seg_root: str, thing_classes: List[str]
+) -> None:
+    """Register the synthesised labels: ``name`` (COCO instances, evaluator ``coco``) and
+    ``name + "_sem_seg"`` (label PNGs named like the images, 0 = background, c + 1 = class c)."""
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    register_coco_instances(name, {}, json_file, image_root)
+    MetadataCatalog.get(name).set(thing_classes=list(thing_classes))
+    sem = name + "_sem_seg"
+    if sem in DatasetCatalog.list():
+        DatasetCatalog.remove(sem)
+        MetadataCatalog.remove(sem)
+
+    def load_sem():
+        dicts = DatasetCatalog.get(name)
+        return [
+            {
+                "file_name": d["file_name"],
+                "sem_seg_file_name": os.path.join(
+                    sem_seg_root, os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png"
+                ),
+                "height": d["height"],
+                "width": d["width"],
+                "image_id": d["image_id"],
+            }
+            for d in dicts
+        ]
+
+    DatasetCatalog.register(sem, load_sem)
+    MetadataCatalog.get(sem).set(
+        stuff_classes=["background"] + list(thing_classes),
+        thing_classes=list(thing_classes),
+        ignore_label=255,
+        sem_seg_root=sem_seg_root,
+        image_root=image_root,
+        evaluator_type="sem_seg",
+    )
+
+
+# ---------------------------------------------------------------------------- PASCAL VOC 2012
+
+VOC_CLASSES = [
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+    "tvmonitor",
+]  # fmt: skip
+
+
+def _voc_missing(root: str, what: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"PASCAL VOC 2012 segmentation data not found: {what!r} does not exist. Put VOCdevkit's "
+        f"VOC2012 (JPEGImages, SegmentationClass, SegmentationObject, ImageSets/Segmentation) and "
+        "the augmented SegmentationClassAug (+ ImageSets/Segmentation/train_aug.txt) under "
+        f"{root!r} ($DETECTRON2_DATASETS/VOC2012), or run the CPU config configs/shapes/irnet.yaml."
+    )
+
+
+def _read_ids(root: str, split: str) -> List[str]:
+    path = os.path.join(root, "ImageSets", "Segmentation", f"{split}.txt")
+    if not os.path.isfile(path):
+        raise _voc_missing(root, path)
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def load_voc_seg(root: str, split: str, with_instances: bool) -> List[Dict]:
+    """VOC 2012 segmentation dicts. ``image_labels`` come from the class PNGs (SegmentationClassAug,
+    else SegmentationClass); with ``with_instances`` each object of SegmentationObject becomes a
+    COCO-RLE annotation (the class read from SegmentationClass), for evaluation only."""
+    dicts = []
+    for idx, name in enumerate(_read_ids(root, split)):
+        cls_png = os.path.join(root, "SegmentationClassAug", name + ".png")
+        if not os.path.isfile(cls_png):
+            cls_png = os.path.join(root, "SegmentationClass", name + ".png")
+        if not os.path.isfile(cls_png):
+            raise _voc_missing(root, cls_png)
+        cls_map = np.asarray(Image.open(cls_png))
+        present = sorted(int(c) - 1 for c in np.unique(cls_map) if 0 < c < 255)
+        d = {
+            "file_name": os.path.join(root, "JPEGImages", name + ".jpg"),
+            "height": cls_map.shape[0],
+            "width": cls_map.shape[1],
+            "image_id": idx,
+            "image_labels": present,
+        }
+        if with_instances:
+            obj = np.asarray(Image.open(os.path.join(root, "SegmentationObject", name + ".png")))
+            cls_map = np.asarray(Image.open(os.path.join(root, "SegmentationClass", name + ".png")))
+            annos = []
+            for inst in np.unique(obj):
+                if inst == 0 or inst == 255:
+                    continue
+                mask = obj == inst
+                rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+                rle["counts"] = rle["counts"].decode("ascii")
+                annos.append(
+                    {
+                        "bbox": mask_util.toBbox(rle).tolist(),
+                        "bbox_mode": BoxMode.XYWH_ABS,
+                        "category_id": int(np.bincount(cls_map[mask]).argmax()) - 1,
+                        "segmentation": rle,
+                        "iscrowd": 0,
+                    }
+                )
+            d["annotations"] = annos
+            d["sem_seg_file_name"] = os.path.join(root, "SegmentationClass", name + ".png")
+        dicts.append(d)
+    return dicts
+
+
+def register_voc2012_seg(root: str = None) -> None:
+    """Register ``voc_2012_seg_train_aug`` (image labels; 10,582 images), ``voc_2012_seg_train`` and
+    ``voc_2012_seg_val`` (instances from SegmentationObject, evaluator ``coco``). Lazy: nothing is
+    read until ``DatasetCatalog.get``; a clear FileNotFoundError then says what is missing."""
+    root = root or os.path.join(os.getenv("DETECTRON2_DATASETS", "datasets"), "VOC2012")
+    for split, with_instances in (("train_aug", False), ("train", True), ("val", True)):
+        name = f"voc_2012_seg_{split}"
+        if name in DatasetCatalog.list():
+            continue
+        DatasetCatalog.register(
+            name, lambda s=split, w=with_instances: load_voc_seg(root, s, w)
+        )
+        MetadataCatalog.get(name).set(
+            thing_classes=VOC_CLASSES,
+            image_root=os.path.join(root, "JPEGImages"),
+            evaluator_type="coco",
+        )
+
+
+register_voc2012_seg()

@@ -1,0 +1,74 @@
+"""The whole IRNet pipeline on shapes_tiny_train with a few iterations per step (plumbing, resume,
+outputs Detectron2 / pycocotools can read). Label quality is measured by the shapes run in
+docs/irnet.md, not here: a few iterations cannot learn CAMs."""
+import contextlib
+import io
+import json
+import os
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from pycocotools.coco import COCO
+
+from d2_instseg.engine import sync_num_classes
+from d2_instseg.irnet import STEPS, IRNetPipeline, parse_steps
+
+TINY = [
+    "DATASETS.TRAIN", ("shapes_tiny_train",),
+    "DATASETS.TEST", ("shapes_tiny_val",),
+    "DATALOADER.NUM_WORKERS", 0,
+    "MODEL.IRNET.PIPELINE.GT_DATASET", "shapes_tiny_train",
+    "MODEL.IRNET.CAM.EPOCHS", 0.25,  # 1 iteration of 16 images
+    "MODEL.IRNET.CAM.SCALES", (1.0,),
+    "MODEL.IRNET.IRN.EPOCHS", 0.25,
+    "MODEL.IRNET.SYNTHESIS.EXP_TIMES", 3,
+    "MODEL.IRNET.SYNTHESIS.CENTROID_ITERS", 20,
+    # every instance goes to the training JSON so that Mask R-CNN has data after 1 CAM iteration
+    "MODEL.IRNET.SYNTHESIS.TRAIN_MIN_SCORE", -1.0,
+    "MODEL.IRNET.PIPELINE.MASK_RCNN_OPTS",
+    ["SOLVER.MAX_ITER", "1", "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0"],
+]  # fmt: skip
+
+
+def test_parse_steps():
+    assert parse_steps("all") == list(STEPS)
+    assert parse_steps("synthesize, cam") == ["cam", "synthesize"]
+
+
+def test_pipeline_end_to_end_tiny(shapes_cfg, tmp_path):
+    cfg = shapes_cfg
+    cfg.merge_from_list(TINY)
+    cfg.OUTPUT_DIR = str(tmp_path)
+    sync_num_classes(cfg)
+    cfg.freeze()
+    pipeline = IRNetPipeline(cfg)
+    reports = pipeline.run(parse_steps("all"))
+    assert list(reports) == list(STEPS)
+    assert all(os.path.isfile(tmp_path / "steps" / f"{s}.done") for s in STEPS)
+
+    # pseudo labels: a COCO JSON pycocotools loads, one image entry per training image, RLE masks
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(tmp_path / "pseudo" / "instances.json"))
+    assert len(coco.getImgIds()) == 64
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["circle", "square", "triangle"]
+    assert len(coco.getAnnIds()) == reports["synthesize"]["num_pseudo_instances"] > 0
+    assert isinstance(coco.loadAnns(coco.getAnnIds()[0])[0]["segmentation"]["counts"], str)
+    assert len(os.listdir(tmp_path / "pseudo" / "sem_seg")) == 64
+
+    # registered like any Detectron2 dataset, with the training set's classes
+    name = "shapes_tiny_train_irnet_pseudo"
+    assert MetadataCatalog.get(name).thing_classes == ["circle", "square", "triangle"]
+    assert len(DatasetCatalog.get(name)) > 0
+    assert "sem_seg_file_name" in DatasetCatalog.get(name + "_sem_seg")[0]
+
+    # reports: quality against GT and the final Mask R-CNN evaluation
+    for key in ("cam_miou",):
+        assert 0.0 <= reports["cam"][key] <= 100.0
+    assert 0.0 <= reports["synthesize"]["pseudo_mask_AP50"] <= 100.0
+    assert 0.0 <= reports["synthesize"]["pseudo_sem_miou"] <= 100.0
+    assert "shapes_tiny_val_segm_AP" in reports["maskrcnn"]
+    with open(tmp_path / "reports" / "synthesize.json") as f:
+        assert json.load(f)["num_images"] == 64
+    assert "synthesize" in (tmp_path / "reports" / "summary.txt").read_text()
+
+    # resume: "all" again runs nothing
+    assert pipeline.run(parse_steps("all")) == {}

@@ -1,0 +1,38 @@
+#!/usr/bin/env python
+"""IRNet end to end: image-level labels -> CAMs -> relation labels -> IRNet -> pseudo instance masks
+-> Detectron2 Mask R-CNN trained on them.
+
+    python tools/irnet_pipeline.py --config-file configs/shapes/irnet.yaml            # all steps
+    python tools/irnet_pipeline.py --config-file ... --steps synthesize,maskrcnn      # some steps
+    python tools/irnet_pipeline.py --config-file ... MODEL.IRNET.CAM.EPOCHS 2         # overrides
+
+``--steps all`` resumes after the last finished step (markers in OUTPUT_DIR/steps); named steps are
+always (re)run. Reports: OUTPUT_DIR/reports/<step>.json and summary.txt.
+"""
+import sys
+
+from detectron2.engine import default_argument_parser
+
+from d2_instseg.engine import setup_cfg
+from d2_instseg.irnet import STEPS, IRNetPipeline, parse_steps
+
+
+def main(argv=None) -> int:
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--steps", default="all", help="'all' or a comma list of: " + ", ".join(STEPS)
+    )
+    parser.add_argument(
+        "--dataset", action="append", default=[], help="register NAME:json:images (repeatable)"
+    )
+    args = parser.parse_args(argv)
+    steps = parse_steps(args.steps)
+    cfg = setup_cfg(args)
+    pipeline = IRNetPipeline(cfg)
+    pipeline.run(steps, resume=args.steps.strip() == "all")
+    print(pipeline.write_summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
