@@ -28,6 +28,9 @@ def add_common_config(cfg: CN) -> None:
     # Poly learning rate (SOLVER.LR_SCHEDULER_NAME "WarmupPolyLR", the papers' schedule):
     # lr * (1 - iter / max_iter)^POLY_LR_POWER. Same keys as Detectron2's DeepLab project, whose
     # scheduler the Trainer uses; added only when that project's adder has not run already.
+    # d2_instseg.Predictor (and tools/benchmark.py) fold every BatchNorm that follows a conv into
+    # that conv after loading the weights: same outputs, one pass less over each feature map.
+    cfg.TEST.FUSE_CONV_BN = True
     if "POLY_LR_POWER" not in cfg.SOLVER:
         cfg.SOLVER.POLY_LR_POWER = 0.9
         cfg.SOLVER.POLY_LR_CONSTANT_ENDING = 0.0

@@ -2,6 +2,8 @@
 import numpy as np
 from detectron2.engine import DefaultPredictor
 
+from ..layers import fuse_conv_bn
+
 # Arrays above this many pixels are refused before anything is allocated for them (an 8000 x 8000
 # photo is 64M pixels and is accepted: it is resized to the test size before the model sees it).
 DEFAULT_MAX_PIXELS = 1 << 27
@@ -72,10 +74,16 @@ class Predictor(DefaultPredictor):
     at the image's resolution. Unlike ``DefaultPredictor`` it first checks and converts the input
     (:func:`prepare_image`): grayscale, alpha, 16-bit, float and non-contiguous images work; empty,
     NaN, oversized or otherwise unusable ones raise a ``ValueError`` that names the problem.
+
+    With ``TEST.FUSE_CONV_BN`` (the default) the BatchNorms of the loaded model are folded into
+    their convolutions (:func:`d2_instseg.layers.fuse_conv_bn`): load other weights into a new
+    ``Predictor``, not into ``predictor.model``.
     """
 
     def __init__(self, cfg, max_pixels: int = DEFAULT_MAX_PIXELS):
         super().__init__(cfg)
+        if cfg.TEST.get("FUSE_CONV_BN", False):
+            fuse_conv_bn(self.model)
         self.max_pixels = max_pixels
         self.resizes = cfg.INPUT.MIN_SIZE_TEST > 0
 

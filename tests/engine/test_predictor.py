@@ -77,3 +77,27 @@ def test_predictor_returns_instances_at_input_size(predictor, shape):
 def test_predictor_refuses_nan(predictor):
     with pytest.raises(ValueError, match="NaN"):
         predictor(np.full((20, 20, 3), np.nan, np.float32))
+
+
+def test_fused_predictor_matches_unfused(tmp_path):
+    """TEST.FUSE_CONV_BN folds the loaded BatchNorm statistics: same sem_seg logits as without."""
+    from d2_instseg.engine import Trainer
+
+    cfg = shapes_cfg("configs/shapes/fcn8s.yaml")
+    torch.manual_seed(0)
+    model = Trainer.build_model(cfg)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns, "the FCN-8s shapes config should have BatchNorms to fold"
+    for bn in bns:  # statistics as after training
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    torch.save({"model": model.state_dict()}, tmp_path / "model.pth")
+    cfg.MODEL.WEIGHTS = str(tmp_path / "model.pth")
+    outputs = {}
+    for fuse in (False, True):
+        cfg.TEST.FUSE_CONV_BN = fuse
+        predictor = d2_instseg.Predictor(cfg)
+        outputs[fuse] = predictor(RGB8)["sem_seg"]
+        left = sum(isinstance(m, torch.nn.BatchNorm2d) for m in predictor.model.modules())
+        assert (left == 0) == fuse
+    assert torch.allclose(outputs[True], outputs[False], atol=1e-4)

@@ -174,6 +174,8 @@ class ModulatedDeformConv3x3(nn.Module):
 class UpNodeConv(nn.Module):
     """The conv of an aggregation node: 3x3 (deformable or plain) + norm + ReLU."""
 
+    conv_bn_pairs = (("conv", "norm"),)  # foldable at inference when norm is a BatchNorm
+
     def __init__(self, in_ch: int, out_ch: int, deformable: bool, norm: str):
         super().__init__()
         if deformable:

@@ -43,6 +43,9 @@ class NonBottleneck1d(nn.Module):
     """Factorised residual block (B, C, H, W) -> (B, C, H, W): 3x1, ReLU, 1x3, BN, ReLU, dilated
     3x1, ReLU, dilated 1x3, BN, Dropout2d, then ReLU(out + input)."""
 
+    # BatchNorms that d2_instseg.layers.fuse_conv_bn may fold into the conv before them.
+    conv_bn_pairs = (("conv1x3_1", "bn1"), ("conv1x3_2", "bn2"))
+
     def __init__(self, channels: int, dropout: float, dilation: int):
         super().__init__()
         self.conv3x1_1 = nn.Conv2d(channels, channels, (3, 1), padding=(1, 0))

@@ -24,6 +24,8 @@ from ..backbone.erfnet import _BN_EPS, NonBottleneck1d
 class UpsamplerBlock(nn.Module):
     """(B, C_in, h, w) -> (B, C_out, 2h, 2w): transposed conv 3x3 stride 2, BN, ReLU."""
 
+    conv_bn_pairs = (("conv", "bn"),)  # foldable at inference (d2_instseg.layers.fuse_conv_bn)
+
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
         self.conv = nn.ConvTranspose2d(
