@@ -1,0 +1,63 @@
+"""modulated_deform_conv2d against hand-worked samples and against torchvision's deform_conv2d."""
+import pytest
+import torch
+from torchvision.ops import deform_conv2d
+
+from d2_instseg.layers import modulated_deform_conv2d
+
+
+def _identity_kernel(c: int) -> torch.Tensor:
+    """(C, C, 3, 3) weight that copies the centre sample of each channel."""
+    weight = torch.zeros(c, c, 3, 3)
+    weight[range(c), range(c), 1, 1] = 1.0
+    return weight
+
+
+def test_zero_offsets_and_unit_mask_is_a_plain_conv():
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(2, 3, 5, 6), torch.randn(4, 3, 3, 3), torch.randn(4)
+    out = modulated_deform_conv2d(
+        x, torch.zeros(2, 18, 5, 6), weight, bias, torch.ones(2, 9, 5, 6)
+    )
+    assert torch.allclose(out, torch.nn.functional.conv2d(x, weight, bias, padding=1), atol=1e-5)
+
+
+def test_half_pixel_offset_samples_between_pixels_and_zero_outside():
+    # One channel row [0, 10, 20, 30]; the centre tap moves right by 0.5 px and is halved by the mask.
+    x = torch.tensor([[[[0.0, 10.0, 20.0, 30.0]]]])
+    offset = torch.zeros(1, 18, 1, 4)
+    offset[:, 2 * 4 + 1] = 0.5  # centre position (k = 4), dx
+    mask = torch.zeros(1, 9, 1, 4)
+    mask[:, 4] = 0.5
+    out = modulated_deform_conv2d(x, offset, _identity_kernel(1), None, mask)
+    # samples at x = 0.5, 1.5, 2.5, 3.5 -> 5, 15, 25, 15 (the last half outside the image is 0)
+    assert torch.allclose(out.flatten(), 0.5 * torch.tensor([5.0, 15.0, 25.0, 15.0]))
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 3, 7, 9), (1, 8, 4, 1, 6), (1, 4, 4, 6, 1)])
+def test_matches_torchvision_in_outputs_and_gradients(shape):
+    n, c, c_out, h, w = shape
+    torch.manual_seed(1)
+    tensors = [
+        torch.randn(n, c, h, w), 3 * torch.randn(n, 18, h, w), torch.randn(c_out, c, 3, 3),
+        torch.randn(c_out), torch.rand(n, 9, h, w),
+    ]
+    results = []
+    for fn in (
+        lambda x, o, wt, b, m: deform_conv2d(x, o, wt, b, padding=(1, 1), mask=m),
+        lambda x, o, wt, b, m: modulated_deform_conv2d(x, o, wt, b, m),
+    ):
+        inputs = [t.clone().requires_grad_() for t in tensors]
+        out = fn(*inputs)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append([out] + [t.grad for t in inputs])
+    for ref, ours in zip(*results):
+        assert torch.allclose(ours, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_bad_shapes_name_the_tensors():
+    with pytest.raises(ValueError, match="offset"):
+        modulated_deform_conv2d(
+            torch.zeros(1, 2, 4, 4), torch.zeros(1, 9, 4, 4), torch.zeros(3, 2, 3, 3), None,
+            torch.zeros(1, 9, 4, 4),
+        )
