@@ -1,13 +1,35 @@
 import os
 
 import pytest
+from hypothesis import settings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Property tests (tests/**/test_properties.py): the same examples on every run and every machine
+# (derandomize), no example database written to disk, no reproduction blobs printed; each test sets
+# its own max_examples.
+settings.register_profile(
+    "d2_instseg", derandomize=True, database=None, print_blob=False, deadline=None
+)
+settings.load_profile("d2_instseg")
 
 
 @pytest.fixture(scope="session")
 def repo_root():
     return REPO
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread from the first test that asks for it to the end of its module, then
+    restored: on the shared 2-core test machine, OpenMP spin-waiting made 2 threads up to 40x slower
+    than 1 for small convolutions (measured). Module-scoped, so hypothesis tests may use it too."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def shapes_cfg(config_file: str, *opts):
@@ -21,3 +43,66 @@ def shapes_cfg(config_file: str, *opts):
     cfg.merge_from_file(os.path.join(REPO, config_file))
     cfg.merge_from_list(list(opts))
     return cfg
+
+
+def hard_instance_cases(height: int = 64, width: int = 64):
+    """Training targets that must neither crash nor give NaN, as Detectron2 mappers build them
+    (gt_masks BitMasks (K, H, W), gt_boxes from the masks, gt_classes in {0, 1, 2}):
+
+    - "empty": no instance (no gt_masks field, as Detectron2 leaves it);
+    - "many": 150 disjoint 3 x 3 squares, more than any TOPK_TEST / DETECTIONS_PER_IMAGE used here;
+    - "tiny": 1-pixel and 2 x 2-pixel objects, two of them in image corners;
+    - "border": objects along each border and one covering the whole image.
+    """
+    import torch
+    from detectron2.structures import BitMasks, Boxes, Instances
+
+    def instances(masks, classes):
+        inst = Instances((height, width), gt_classes=torch.as_tensor(classes, dtype=torch.long))
+        if len(masks):
+            inst.gt_masks = BitMasks(masks)
+            inst.gt_boxes = inst.gt_masks.get_bounding_boxes()
+        else:
+            inst.gt_boxes = Boxes(torch.zeros(0, 4))
+        return inst
+
+    many = torch.zeros(150, height, width, dtype=torch.bool)
+    for i in range(150):
+        y, x = divmod(i, width // 4)
+        many[i, 4 * y : 4 * y + 3, 4 * x : 4 * x + 3] = True
+    tiny = torch.zeros(4, height, width, dtype=torch.bool)
+    tiny[0, 10, 10] = True
+    tiny[1, 20:22, 30:32] = True
+    tiny[2, 0, 0] = True
+    tiny[3, height - 2 :, width - 2 :] = True
+    border = torch.zeros(5, height, width, dtype=torch.bool)
+    border[0, :10] = True
+    border[1, :, width - 5 :] = True
+    border[2, height - 3 :, :20] = True
+    border[3, 20:40, :2] = True
+    border[4] = True
+    return {
+        "empty": instances(torch.zeros(0, height, width, dtype=torch.bool), []),
+        "many": instances(many, torch.arange(150) % 3),
+        "tiny": instances(tiny, [0, 1, 2, 0]),
+        "border": instances(border, [0, 1, 2, 0, 1]),
+    }
+
+
+def hard_label_maps(height: int = 128, width: int = 128, ignore: int = 255):
+    """Semantic label maps (H, W) int64 that must neither crash nor give NaN: "background" (all 0),
+    "ignore" (all ``ignore``, e.g. a crop of padding only), "one_pixel" (one pixel of class 2, the
+    rest ignored) and "border" (classes 1 and 3 only in strips along the left and bottom borders).
+    """
+    import torch
+
+    maps = {
+        "background": torch.zeros(height, width, dtype=torch.long),
+        "ignore": torch.full((height, width), ignore, dtype=torch.long),
+        "one_pixel": torch.full((height, width), ignore, dtype=torch.long),
+        "border": torch.zeros(height, width, dtype=torch.long),
+    }
+    maps["one_pixel"][height // 2, width // 2] = 2
+    maps["border"][:, :3] = 1
+    maps["border"][height - 2 :, :] = 3
+    return maps

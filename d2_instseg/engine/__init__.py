@@ -1,6 +1,6 @@
 from .checkpoint import CheckpointCorruptError, SafeCheckpointer
 from .predictor import Predictor
-from .setup import check_datasets_present, setup_cfg, sync_num_classes
+from .setup import check_dataset_classes, check_datasets_present, setup_cfg, sync_num_classes
 from .trainer import Trainer, build_evaluator_for_dataset
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "Predictor",
     "Trainer",
     "build_evaluator_for_dataset",
+    "check_dataset_classes",
     "check_datasets_present",
     "setup_cfg",
     "sync_num_classes",

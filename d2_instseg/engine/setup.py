@@ -81,6 +81,39 @@ def sync_num_classes(cfg: CfgNode) -> None:
                 _set_key(cfg, key, len(classes))
 
 
+def check_dataset_classes(cfg: CfgNode, *, eval_only: bool = False) -> None:
+    """Check that the class lists of the datasets agree with each other and with the model.
+
+    Training (``eval_only`` False): raise ValueError naming the datasets when two of DATASETS.TRAIN
+    and DATASETS.TEST have different ``thing_classes`` (or ``stuff_classes``) lists, since class id
+    k would be one class in training and another in evaluation. Datasets without the field (e.g. a
+    semantic test set next to an instance training set) are not compared.
+    Evaluation only: the training sets play no part; warn when NUM_CLASSES keys (already synced
+    from the training set's metadata, which the weights were trained for) differ from a test set's
+    class count.
+    """
+    for keys, field in ((THING_CLASS_KEYS, "thing_classes"), (STUFF_CLASS_KEYS, "stuff_classes")):
+        names = list(cfg.DATASETS.TEST) if eval_only else [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST]
+        lists = {n: list(c) for n in names if (c := MetadataCatalog.get(n).get(field, None))}
+        if eval_only:
+            for name, classes in lists.items():
+                differ = [k for k in keys if _get_key(cfg, k) not in (None, len(classes))]
+                if differ:
+                    logger.warning(
+                        f"{', '.join(differ)} differ from the {len(classes)} {field} of test set "
+                        f"{name!r}: evaluation compares class ids of different lists"
+                    )
+        elif lists:
+            (first, reference), *others = lists.items()
+            for name, classes in others:
+                if classes != reference:
+                    raise ValueError(
+                        f"Datasets {first!r} and {name!r} (DATASETS.TRAIN / DATASETS.TEST) have "
+                        f"different {field}: {reference} vs {classes}; a model trained on one "
+                        "cannot be evaluated on the other"
+                    )
+
+
 def setup_cfg(args, *, run_default_setup: bool = True, check_data: bool = True) -> CfgNode:
     """Config from Detectron2-style ``args`` (config_file, opts, and our ``dataset`` list).
 
@@ -98,6 +131,7 @@ def setup_cfg(args, *, run_default_setup: bool = True, check_data: bool = True) 
         logger.warning("CUDA is not available: using MODEL.DEVICE=cpu")
         cfg.MODEL.DEVICE = "cpu"
     sync_num_classes(cfg)
+    check_dataset_classes(cfg, eval_only=getattr(args, "eval_only", False))
     cfg.freeze()
     if run_default_setup:
         default_setup(cfg, args)

@@ -5,6 +5,18 @@ Defaults are the paper's / authors' code values (PASCAL VOC 2012, ResNet-50); th
 """
 from detectron2.config import CfgNode as CN
 
+from ..utils.config_checks import (
+    POSITIVE_RANGE,
+    Rule,
+    at_least,
+    check_keys,
+    closed_interval,
+    greater_than,
+    multiple_of,
+    one_of,
+    open_interval,
+)
+
 
 def add_irnet_config(cfg: CN) -> None:
     """Add ``MODEL.IRNET`` to ``cfg``."""
@@ -88,42 +100,60 @@ def add_irnet_config(cfg: CN) -> None:
     _C.MODEL.IRNET.PIPELINE.MASK_RCNN_OPTS = []
 
 
-def _check(ok: bool, key: str, value, why: str) -> None:
-    if not ok:
-        raise ValueError(f"MODEL.IRNET.{key}={value!r}: {why}")
-
-
 def check_irnet_config(cfg: CN) -> None:
     """Raise ValueError naming the first invalid ``MODEL.IRNET`` key."""
     c = cfg.MODEL.IRNET
-    _check(c.NUM_CLASSES > 0, "NUM_CLASSES", c.NUM_CLASSES, "must be > 0")
-    for step in ("CAM", "IRN"):
-        node = c[step]
-        for key in ("EPOCHS", "IMS_PER_BATCH", "CROP_SIZE", "BASE_LR"):
-            _check(node[key] > 0, f"{step}.{key}", node[key], "must be > 0")
-        _check(0 <= node.MOMENTUM < 1, f"{step}.MOMENTUM", node.MOMENTUM, "must be in [0, 1)")
-        _check(node.OPTIMIZER in ("SGD", "ADAMW"), f"{step}.OPTIMIZER", node.OPTIMIZER, "SGD|ADAMW")
-    lo, hi = c.CAM.RESIZE_LONG
-    _check(0 < lo <= hi, "CAM.RESIZE_LONG", c.CAM.RESIZE_LONG, "needs 0 < min <= max")
-    lo, hi = c.IRN.RESCALE
-    _check(0 < lo <= hi, "IRN.RESCALE", c.IRN.RESCALE, "needs 0 < min <= max")
-    _check(len(c.CAM.SCALES) > 0 and min(c.CAM.SCALES) > 0, "CAM.SCALES", c.CAM.SCALES, "> 0")
-    for key in ("FG_THRESH", "BG_THRESH"):
-        _check(0 < c.RELATION[key] < 1, f"RELATION.{key}", c.RELATION[key], "must be in (0, 1)")
-    _check(
-        c.RELATION.BG_THRESH <= c.RELATION.FG_THRESH,
-        "RELATION.BG_THRESH",
-        c.RELATION.BG_THRESH,
-        "must be <= RELATION.FG_THRESH (confident background needs the lower CAM threshold)",
+    unit = closed_interval(0, 1)
+    # GroupNorm(16 if d >= 128 else 8, d) in the displacement branch (GroupNorm(4, .) for boundary).
+    groups = Rule(
+        lambda v: len(v) == 5 and all(d >= 8 and d % (16 if d >= 128 else 8) == 0 for d in v),
+        "needs 5 values, multiples of 8 (of 16 from 128 on) for their GroupNorm",
     )
-    _check(c.IRN.RADIUS >= 2, "IRN.RADIUS", c.IRN.RADIUS, "must be >= 2")
-    _check(len(c.IRN.IN_FEATURES) == 5, "IRN.IN_FEATURES", c.IRN.IN_FEATURES, "needs 5 levels")
-    _check(len(c.IRN.DISPLACEMENT_DIMS) == 5, "IRN.DISPLACEMENT_DIMS", c.IRN.DISPLACEMENT_DIMS, "5")
-    s = c.SYNTHESIS
-    _check(s.RADIUS >= 2, "SYNTHESIS.RADIUS", s.RADIUS, "must be >= 2")
-    _check(s.BETA > 0, "SYNTHESIS.BETA", s.BETA, "must be > 0")
-    _check(s.EXP_TIMES >= 0, "SYNTHESIS.EXP_TIMES", s.EXP_TIMES, "must be >= 0")
-    _check(s.CENTROID_ITERS >= 1, "SYNTHESIS.CENTROID_ITERS", s.CENTROID_ITERS, "must be >= 1")
-    _check(s.CLUSTER_THRESH > 0, "SYNTHESIS.CLUSTER_THRESH", s.CLUSTER_THRESH, "must be > 0")
-    opts = c.PIPELINE.MASK_RCNN_OPTS
-    _check(len(opts) % 2 == 0, "PIPELINE.MASK_RCNN_OPTS", opts, "needs KEY VALUE pairs")
+    rows = [("NUM_CLASSES", at_least(1))]
+    for step in ("CAM", "IRN"):
+        positive = ("EPOCHS", "IMS_PER_BATCH", "CROP_SIZE", "BASE_LR")
+        rows += [(f"{step}.{key}", greater_than(0)) for key in positive]
+        rows += [
+            (f"{step}.WEIGHT_DECAY", at_least(0)),
+            (f"{step}.MOMENTUM", Rule(lambda v: 0 <= v < 1, "must be in [0, 1)")),
+            (f"{step}.POLY_POWER", at_least(0)),
+            (f"{step}.OPTIMIZER", one_of("SGD", "ADAMW")),
+        ]
+    rows += [
+        ("CAM.HEAD_LR_MULT", greater_than(0)),
+        ("CAM.RESIZE_LONG", POSITIVE_RANGE),
+        ("CAM.SCALES", Rule(lambda v: len(v) > 0 and min(v) > 0, "needs one or more scales > 0")),
+        ("CAM.EVAL_THRESH", unit),
+        ("RELATION.FG_THRESH", open_interval(0, 1)),
+        ("RELATION.BG_THRESH", open_interval(0, 1)),
+        (
+            "RELATION.BG_THRESH",
+            Rule(
+                lambda v: v <= c.RELATION.FG_THRESH,
+                "must be <= RELATION.FG_THRESH (confident background needs the lower threshold)",
+            ),
+        ),
+        ("RELATION.CRF_ITERS", at_least(0)),
+        ("RELATION.CRF_GT_PROB", open_interval(0, 1)),
+        ("IRN.RADIUS", at_least(2)),
+        ("IRN.IN_FEATURES", Rule(lambda v: len(v) == 5, "needs 5 levels")),
+        ("IRN.BOUNDARY_DIM", multiple_of(4)),
+        ("IRN.DISPLACEMENT_DIMS", groups),
+        ("IRN.DISPLACEMENT_DIM", multiple_of(16)),
+        ("IRN.DISPLACEMENT_LR_MULT", greater_than(0)),
+        ("IRN.RESCALE", POSITIVE_RANGE),
+        ("SYNTHESIS.RADIUS", at_least(2)),
+        ("SYNTHESIS.BETA", greater_than(0)),
+        ("SYNTHESIS.EXP_TIMES", at_least(0)),
+        ("SYNTHESIS.CENTROID_ITERS", at_least(1)),
+        ("SYNTHESIS.CLUSTER_THRESH", greater_than(0)),
+        ("SYNTHESIS.SEM_BG_THRESH", unit),
+        ("SYNTHESIS.INS_BG_THRESH", unit),
+        ("SYNTHESIS.MIN_AREA_FRAC", unit),
+        (
+            "SYNTHESIS.TRAIN_MIN_SCORE",
+            Rule(lambda v: v < 1, "must be < 1 (scores are <= 1; a negative value keeps all)"),
+        ),
+        ("PIPELINE.MASK_RCNN_OPTS", Rule(lambda v: len(v) % 2 == 0, "needs KEY VALUE pairs")),
+    ]
+    check_keys(cfg, "MODEL.IRNET", rows)

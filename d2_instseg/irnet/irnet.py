@@ -117,11 +117,26 @@ class IRNetRelations(nn.Module):
         ]
         return [p for m in modules for p in m.parameters()]
 
+    @property
+    def size_divisibility(self) -> int:
+        return max(16, self.backbone.size_divisibility)
+
     def preprocess_image(self, batched_inputs: List[Dict]) -> ImageList:
         device = self.pixel_mean.device
         mean, std = self.pixel_mean, self.pixel_std
         images = [(x["image"].to(device) - mean) / std for x in batched_inputs]
-        return ImageList.from_tensors(images, max(16, self.backbone.size_divisibility))
+        return ImageList.from_tensors(images, self.size_divisibility)
+
+    def pad_for_pairs(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, Hp, Wp) -> (N, 3, Hp', Wp'): zero (mean colour) padding at the bottom / right so
+        the stride-4 grid has room for the pairs of radius r (r rows, 2r - 1 columns, i.e. at least
+        4r x 4(2r - 1) px, rounded up to the size divisibility). The padded cells are labelled
+        unsure (255) by :meth:`_relation_labels`, so they add no pair: small training images then
+        train instead of failing in ``source_size``."""
+        div = self.size_divisibility
+        need = (4 * self.radius, 4 * (2 * self.radius - 1))
+        pad = [max(-(-n // div) * div - s, 0) for n, s in zip(need, images.shape[-2:])]
+        return F.pad(images, (0, pad[1], 0, pad[0]))
 
     def layers(self, images: torch.Tensor):
         """(N, 3, Hp, Wp) normalised images -> boundary logits (N, 1, h4, w4) and displacement
@@ -143,7 +158,7 @@ class IRNetRelations(nn.Module):
     def forward(self, batched_inputs: List[Dict]):
         images = self.preprocess_image(batched_inputs)
         if self.training:
-            boundary, displacement = self.layers(images.tensor)
+            boundary, displacement = self.layers(self.pad_for_pairs(images.tensor))
             labels = self._relation_labels(batched_inputs, boundary)
             return self.losses(boundary, displacement, labels)
         return self.inference(images)

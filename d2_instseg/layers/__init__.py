@@ -8,5 +8,6 @@ from .centernet import (  # noqa: F401  (CenterMask; any CenterNet-style keypoin
 )
 from .affinity import affinity_loss, ideal_affinity_map  # noqa: F401  (CPNet; any pairwise prior)
 from .upsample import BilinearUpsample, bilinear_kernel  # noqa: F401  (FCN heads, DLA IDA-up)
+from .cross_entropy import cross_entropy_ignore  # noqa: F401  (FCN, UNet, CPNet heads)
 from .fuse import fold_bn_into_conv, fuse_conv_bn  # noqa: F401  (inference: Predictor, benchmark)
 from .deform_conv import modulated_deform_conv2d  # noqa: F401  (DLA-34 IDA-up; any DCNv2 layer)

@@ -8,7 +8,13 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from d2_instseg.data import register_user_dataset
-from d2_instseg.engine import check_datasets_present, setup_cfg, sync_num_classes
+from d2_instseg.engine import (
+    check_dataset_classes,
+    check_datasets_present,
+    setup_cfg,
+    sync_num_classes,
+)
+from d2_instseg.engine import setup as engine_setup
 
 from ..conftest import REPO, shapes_cfg
 
@@ -89,3 +95,62 @@ def test_setup_cfg_falls_back_to_cpu_and_checks_config_path():
     args.config_file = "nope.yaml"
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         setup_cfg(args, run_default_setup=False)
+
+
+def _dataset_with_classes(name: str, **fields) -> str:
+    """A metadata-only dataset (the class checks read nothing else)."""
+    meta = MetadataCatalog.get(name)
+    if not meta.as_dict().keys() & fields.keys():
+        meta.set(**fields)
+    return name
+
+
+CLASS_LIST_CASES = {
+    "thing_classes differ": (
+        _dataset_with_classes("classes_train_abc", thing_classes=["a", "b", "c"]),
+        _dataset_with_classes("classes_test_acb", thing_classes=["a", "c", "b"]),
+        "thing_classes",
+    ),
+    "stuff_classes differ": (
+        _dataset_with_classes("classes_train_stuff2", stuff_classes=["bg", "x"]),
+        _dataset_with_classes("classes_test_stuff3", stuff_classes=["bg", "x", "y"]),
+        "stuff_classes",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CLASS_LIST_CASES))
+def test_train_and_test_class_lists_must_match(case):
+    """Same class count in another order is as wrong as another count: class id k would be one
+    class in training and another in evaluation."""
+    train, test, field = CLASS_LIST_CASES[case]
+    cfg = shapes_cfg(
+        "configs/shapes/mask_rcnn_R18_FPN.yaml",
+        "DATASETS.TRAIN", f"('{train}',)", "DATASETS.TEST", f"('{test}',)",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=f"{train}.*{test}.*{field}"):
+        check_dataset_classes(cfg)
+
+
+def test_setup_cfg_checks_class_lists_and_only_warns_in_eval_only(monkeypatch):
+    """Through setup_cfg: training raises; --eval-only only warns, once, about the test set whose
+    class count differs from the NUM_CLASSES keys (synced to the training set's 3 classes, which
+    the 3-class test set matches and the 2-class one does not)."""
+    train, test, _ = CLASS_LIST_CASES["thing_classes differ"]
+    other = _dataset_with_classes("classes_test_two", thing_classes=["a", "b"])
+    args = argparse.Namespace(
+        config_file=os.path.join(REPO, "configs/shapes/mask_rcnn_R18_FPN.yaml"),
+        opts=["DATASETS.TRAIN", f"('{train}',)", "DATASETS.TEST", f"('{test}', '{other}')"],
+        dataset=[],
+        eval_only=False,
+    )
+    with pytest.raises(ValueError, match=f"{train}.*{test}"):
+        setup_cfg(args, run_default_setup=False)
+    warnings = []
+    monkeypatch.setattr(engine_setup.logger, "warning", warnings.append)
+    args.eval_only = True
+    cfg = setup_cfg(args, run_default_setup=False)
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 3
+    (warning,) = [w for w in warnings if "test set" in w]
+    assert other in warning and "MODEL.ROI_HEADS.NUM_CLASSES" in warning
+

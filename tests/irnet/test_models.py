@@ -11,6 +11,8 @@ from d2_instseg import add_d2_instseg_config
 from d2_instseg.irnet import check_irnet_config, multiscale_cams
 from d2_instseg.irnet.cam import cam_semantic_prediction
 
+from ..conftest import hard_label_maps
+
 
 def _build(cfg, arch):
     cfg = cfg.clone()
@@ -112,3 +114,33 @@ def test_invalid_config_value_names_the_key(shapes_cfg):
     shapes_cfg.MODEL.IRNET.RELATION.BG_THRESH = 0.5  # above FG_THRESH 0.30
     with pytest.raises(ValueError, match="MODEL.IRNET.RELATION.BG_THRESH"):
         _build(shapes_cfg, "IRNetCAM")
+
+
+@pytest.mark.parametrize("case", ["background", "ignore", "one_pixel", "border"])
+@pytest.mark.parametrize("size", [(96, 96), (48, 48), (20, 90)])
+def test_irnet_hard_labels_and_small_images_train(shapes_cfg, case, size):
+    """Relation labels with no foreground, no confident pixel at all, a single foreground pixel or
+    classes only along the borders, on images down to 20 x 90 px (a stride-4 grid of 5 x 23, too
+    small for pairs of radius 10 until the batch is padded for them): both losses and the branch
+    gradients are finite, and exactly 0 when no pixel is confident (no pair)."""
+    model = _build(shapes_cfg, "IRNetRelations").train()
+    h4, w4 = (size[0] - 1) // 4 + 1, (size[1] - 1) // 4 + 1
+    label = hard_label_maps(h4, w4)[case]
+    losses = model([{"image": torch.rand(3, *size) * 255, "relation_label": label}])
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+    sum(losses.values()).backward()
+    for p in model.parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all()
+    if case == "ignore":
+        assert losses["loss_boundary"] == 0 and losses["loss_displacement"] == 0
+
+
+def test_cam_loss_finite_without_any_label(shapes_cfg):
+    """Images with no foreground class: every target is 0, the soft-margin loss is finite and
+    positive (log(1 + e^x) > 0), and it back-propagates."""
+    model = _build(shapes_cfg, "IRNetCAM").train()
+    batch = [{"image": torch.rand(3, 48, 48) * 255, "image_labels": []}] * 2
+    loss = model(batch)["loss_cls"]
+    assert torch.isfinite(loss) and loss > 0
+    loss.backward()
+    assert torch.isfinite(model.classifier.weight.grad).all()

@@ -2,6 +2,18 @@
 ``MODEL.CENTERMASK``."""
 from detectron2.config import CfgNode as CN
 
+from ...utils.config_checks import (
+    POSITIVE_RANGE,
+    Rule,
+    all_at_least,
+    at_least,
+    check_keys,
+    closed_interval,
+    one_of,
+    open_interval,
+)
+from .head import MASK_BRANCHES
+
 
 def add_centermask_config(cfg: CN) -> None:
     """Add ``MODEL.CENTERMASK`` (heads, losses, inference) and its backbones' keys to ``cfg``."""
@@ -66,3 +78,36 @@ def add_centermask_config(cfg: CN) -> None:
     _C.MODEL.CENTERMASK.HOURGLASS.MODULES = [2, 2, 2, 2, 2, 4]
     # Normalisation after every conv (Detectron2 get_norm names).
     _C.MODEL.CENTERMASK.HOURGLASS.NORM = "BN"
+
+
+def check_centermask_config(cfg: CN) -> None:
+    """Raise ValueError naming the first invalid ``MODEL.CENTERMASK`` key (the backbone-dependent
+    IN_FEATURE is checked by the model once the backbone is built)."""
+    cm = cfg.MODEL.CENTERMASK
+    weights = ("HEATMAP", "OFFSET", "SIZE", "MASK", "SALIENCY")
+    saliency_needs_map = Rule(
+        lambda v: v == 0 or cm.MASK_BRANCHES != "shape",
+        "must be 0 when MODEL.CENTERMASK.MASK_BRANCHES is 'shape' (there is no saliency map)",
+    )
+    check_keys(
+        cfg,
+        "MODEL.CENTERMASK",
+        [
+            ("NUM_CLASSES", at_least(1)),
+            ("HEAD_CONV", at_least(1)),
+            ("SHAPE_SIZE", at_least(1)),
+            ("MASK_BRANCHES", one_of(*MASK_BRANCHES)),
+            ("HEATMAP_PRIOR_PROB", open_interval(0, 1)),
+            ("GAUSSIAN_MIN_OVERLAP", open_interval(0, 1)),
+            *[(f"{w}_LOSS_WEIGHT", at_least(0)) for w in weights],
+            ("SALIENCY_LOSS_WEIGHT", saliency_needs_map),
+            ("TOPK_TEST", at_least(1)),
+            ("SCORE_THRESH_TEST", closed_interval(0, 1)),
+            ("MASK_THRESH_TEST", closed_interval(0, 1)),
+            ("TRAIN_CROP_SIZE", at_least(1)),
+            ("TRAIN_SCALE_RANGE", POSITIVE_RANGE),
+            ("DLA.CHANNELS", all_at_least(1, length=6)),
+            ("DLA.LEVELS", all_at_least(1, length=6)),
+            ("HOURGLASS.NUM_STACKS", at_least(1)),
+        ],
+    )

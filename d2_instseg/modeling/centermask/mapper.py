@@ -5,6 +5,7 @@ from detectron2.data import DatasetMapper
 from detectron2.data import transforms as T
 
 from ...data import MAPPER_REGISTRY
+from .config import check_centermask_config
 
 __all__ = ["CenterMaskDatasetMapper"]
 
@@ -26,13 +27,9 @@ class CenterMaskDatasetMapper(DatasetMapper):
     def from_config(cls, cfg, is_train: bool = True):
         ret = super().from_config(cfg, is_train)
         if is_train:
+            check_centermask_config(cfg)
             size = cfg.MODEL.CENTERMASK.TRAIN_CROP_SIZE
             lo, hi = cfg.MODEL.CENTERMASK.TRAIN_SCALE_RANGE
-            if not 0 < lo <= hi or size <= 0:
-                raise ValueError(
-                    "MODEL.CENTERMASK.TRAIN_SCALE_RANGE must be 0 < lo <= hi and "
-                    f"MODEL.CENTERMASK.TRAIN_CROP_SIZE > 0, got {(lo, hi)} and {size}"
-                )
             ret["augmentations"] = [
                 T.ResizeScale(1 / hi, 1 / lo, size, size),
                 T.FixedSizeCrop((size, size)),

@@ -14,6 +14,7 @@ from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
 from ...layers.centernet import centernet_focal_loss
+from .config import check_centermask_config
 from .head import CenterMaskHead
 from .loss import mask_bce_loss, reg_l1_loss, saliency_bce_loss
 from .postprocess import assemble_masks, decode_centers
@@ -79,6 +80,7 @@ class CenterMaskPoint(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
+        check_centermask_config(cfg)
         cm = cfg.MODEL.CENTERMASK
         backbone = build_backbone(cfg)
         shapes = backbone.output_shape()
@@ -87,16 +89,6 @@ class CenterMaskPoint(nn.Module):
                 f"MODEL.CENTERMASK.IN_FEATURE={cm.IN_FEATURE!r} is not an output of "
                 f"{cfg.MODEL.BACKBONE.NAME} (outputs: {sorted(shapes)})"
             )
-        if not 0 < cm.GAUSSIAN_MIN_OVERLAP < 1:
-            raise ValueError(
-                "MODEL.CENTERMASK.GAUSSIAN_MIN_OVERLAP must be in (0, 1), got "
-                f"{cm.GAUSSIAN_MIN_OVERLAP}"
-            )
-        if cm.SHAPE_SIZE < 1 or cm.TOPK_TEST < 1 or cm.NUM_CLASSES < 1:
-            raise ValueError(
-                "MODEL.CENTERMASK.SHAPE_SIZE, TOPK_TEST and NUM_CLASSES must be positive, got "
-                f"{cm.SHAPE_SIZE}, {cm.TOPK_TEST}, {cm.NUM_CLASSES}"
-            )
         weights = {
             "loss_heatmap": cm.HEATMAP_LOSS_WEIGHT,
             "loss_offset": cm.OFFSET_LOSS_WEIGHT,
@@ -104,11 +96,6 @@ class CenterMaskPoint(nn.Module):
             "loss_mask": cm.MASK_LOSS_WEIGHT,
             "loss_saliency": cm.SALIENCY_LOSS_WEIGHT,
         }
-        if cm.SALIENCY_LOSS_WEIGHT > 0 and cm.MASK_BRANCHES == "shape":
-            raise ValueError(
-                "MODEL.CENTERMASK.SALIENCY_LOSS_WEIGHT > 0 needs a saliency map, but "
-                "MODEL.CENTERMASK.MASK_BRANCHES is 'shape'"
-            )
         return {
             "backbone": backbone,
             "in_feature": cm.IN_FEATURE,

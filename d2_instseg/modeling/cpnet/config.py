@@ -1,6 +1,15 @@
 """Config keys of CPNet and of its FCN / UNet baselines (issue #5)."""
 from detectron2.config import CfgNode as CN
 
+from ...utils.config_checks import (
+    Rule,
+    all_at_least,
+    at_least,
+    check_keys,
+    closed_interval,
+    one_of,
+)
+
 
 def add_cpnet_config(cfg: CN) -> None:
     """Add MODEL.CPNET, MODEL.FCN, MODEL.UNET and INPUT.RANDOM_SCALE (and the poly-LR / ResNet res4
@@ -75,3 +84,92 @@ def add_cpnet_config(cfg: CN) -> None:
     # Dilation of res4 for build_dilated_resnet_backbone (2 with RES5_DILATION 4: output stride 8).
     if "RES4_DILATION" not in _C.MODEL.RESNETS:
         _C.MODEL.RESNETS.RES4_DILATION = 1
+
+
+def _check_sem_seg_head(cfg: CN, *, own_loss_weight: bool = False) -> None:
+    """Detectron2's MODEL.SEM_SEG_HEAD keys as our heads read them (LOSS_WEIGHT unless the head has
+    its own)."""
+    num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    rows = [
+        ("NUM_CLASSES", at_least(1)),
+        (
+            "IGNORE_VALUE",
+            Rule(lambda v: not 0 <= v < num_classes, "must not be a class id (0..NUM_CLASSES-1)"),
+        ),
+    ]
+    if not own_loss_weight:
+        rows.append(("LOSS_WEIGHT", at_least(0)))
+    check_keys(cfg, "MODEL.SEM_SEG_HEAD", rows)
+
+
+def check_cpnet_config(cfg: CN) -> None:
+    """Raise ValueError naming the first invalid key of CPNetHead (``MODEL.CPNET`` without TEST,
+    ``MODEL.SEM_SEG_HEAD``); the backbone-dependent feature names are checked by the head."""
+    _check_sem_seg_head(cfg, own_loss_weight=True)
+    weights = (
+        "LOSS_WEIGHT", "AUX_LOSS_WEIGHT", "AFFINITY_LOSS_WEIGHT", "UNARY_WEIGHT", "GLOBAL_WEIGHT"
+    )
+    check_keys(
+        cfg,
+        "MODEL.CPNET",
+        [
+            ("PRIOR_SIZE", all_at_least(1, length=2)),
+            ("AM_KERNEL_SIZE", Rule(lambda v: v >= 1 and v % 2 == 1, "must be odd")),
+            ("CHANNELS", at_least(1)),
+            ("AUX_CHANNELS", at_least(1)),
+            ("DROPOUT", closed_interval(0, 1)),
+            *[(key, at_least(0)) for key in weights],
+        ],
+    )
+
+
+def check_cpnet_test_config(cfg: CN) -> None:
+    """Raise ValueError naming the first invalid ``MODEL.CPNET.TEST`` key of CPNetSegmentor (whose
+    windows are INPUT.CROP.SIZE)."""
+    crop = list(cfg.INPUT.CROP.SIZE)
+    check_keys(
+        cfg,
+        "MODEL.CPNET.TEST",
+        [
+            ("MODE", one_of("slide", "resize")),
+            (
+                "SLIDE_STRIDE",
+                Rule(
+                    lambda v: len(v) == 2 and all(0 < s <= c for s, c in zip(v, crop)),
+                    f"needs 2 values in (0, INPUT.CROP.SIZE={crop}]",
+                ),
+            ),
+            ("SCALES", Rule(lambda v: len(v) > 0 and min(v) > 0, "needs one or more scales > 0")),
+        ],
+    )
+
+
+def check_fcn_config(cfg: CN) -> None:
+    """Raise ValueError naming the first invalid key of FCNHead (``MODEL.FCN``,
+    ``MODEL.SEM_SEG_HEAD``)."""
+    _check_sem_seg_head(cfg)
+    check_keys(
+        cfg,
+        "MODEL.FCN",
+        [
+            ("VARIANT", one_of(32, 16, 8)),
+            ("IN_FEATURES", Rule(lambda v: len(v) == 3, "must name 3 features (stride 8, 16, 32)")),
+            ("CONV_DIM", at_least(1)),
+            ("DROPOUT", closed_interval(0, 1)),
+        ],
+    )
+
+
+def check_unet_config(cfg: CN) -> None:
+    """Raise ValueError naming the first invalid key of UNetHead (``MODEL.UNET``,
+    ``MODEL.SEM_SEG_HEAD``)."""
+    _check_sem_seg_head(cfg)
+    levels = len(cfg.MODEL.UNET.IN_FEATURES)
+    check_keys(
+        cfg,
+        "MODEL.UNET",
+        [
+            ("IN_FEATURES", Rule(lambda v: len(v) >= 2, "must name >= 2 backbone outputs")),
+            ("DECODER_CHANNELS", all_at_least(1, length=max(levels - 1, 1))),
+        ],
+    )

@@ -15,7 +15,9 @@ from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 
 from ...layers.affinity import affinity_loss, ideal_affinity_map
+from ...layers.cross_entropy import cross_entropy_ignore
 from .aggregation import AggregationModule
+from .config import check_cpnet_config
 from .context_prior import ContextPriorLayer
 
 
@@ -110,6 +112,7 @@ class CPNetHead(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
+        check_cpnet_config(cfg)
         c = cfg.MODEL.CPNET
         for key, name in (("IN_FEATURE", c.IN_FEATURE), ("AUX_IN_FEATURE", c.AUX_IN_FEATURE)):
             if name not in input_shape and (key == "IN_FEATURE" or c.AUX_LOSS_WEIGHT > 0):
@@ -117,13 +120,6 @@ class CPNetHead(nn.Module):
                     f"MODEL.CPNET.{key}={name!r} is not a backbone output "
                     f"(available: {sorted(input_shape)}; see MODEL.RESNETS.OUT_FEATURES)"
                 )
-        if len(c.PRIOR_SIZE) != 2 or min(c.PRIOR_SIZE) < 1:
-            raise ValueError(f"MODEL.CPNET.PRIOR_SIZE must be (h, w) >= 1, got {c.PRIOR_SIZE}")
-        if c.AM_KERNEL_SIZE < 1 or c.AM_KERNEL_SIZE % 2 == 0:
-            raise ValueError(f"MODEL.CPNET.AM_KERNEL_SIZE must be odd, got {c.AM_KERNEL_SIZE}")
-        for key in ("LOSS_WEIGHT", "AUX_LOSS_WEIGHT", "AFFINITY_LOSS_WEIGHT"):
-            if c[key] < 0:
-                raise ValueError(f"MODEL.CPNET.{key} must be >= 0, got {c[key]}")
         return {
             "input_shape": input_shape,
             "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
@@ -168,18 +164,18 @@ class CPNetHead(nn.Module):
         return self.predictor(self.bottleneck(fused)), prior
 
     def losses(self, logits, prior, features, targets) -> Dict[str, torch.Tensor]:
-        """CE on the up-sampled logits, auxiliary CE, and the affinity loss on P against the
-        ideal affinity map of the labels nearest-down-sampled to the prior's size."""
+        """CE on the up-sampled logits, auxiliary CE (both 0 when every pixel is ignored), and the
+        affinity loss on P against the ideal affinity map of the labels nearest-down-sampled to the
+        prior's size."""
         size = tuple(targets.shape[-2:])
-        ce = F.cross_entropy(
-            upsample_logits(logits, self.stride, size), targets, ignore_index=self.ignore_value
-        )
+        up = upsample_logits(logits, self.stride, size)
+        ce = cross_entropy_ignore(up, targets, self.ignore_value)
         losses = {"loss_sem_seg": self.loss_weight * ce}
         if self.aux_head is not None:
             aux = upsample_logits(
                 self.aux_head(features[self.aux_in_feature]), self.aux_stride, size
             )
-            aux_ce = F.cross_entropy(aux, targets, ignore_index=self.ignore_value)
+            aux_ce = cross_entropy_ignore(aux, targets, self.ignore_value)
             losses["loss_aux"] = self.aux_loss_weight * aux_ce
         small = F.interpolate(targets[:, None].float(), size=logits.shape[-2:], mode="nearest")
         ideal = ideal_affinity_map(small[:, 0].long(), self.num_classes, self.ignore_value)

@@ -19,6 +19,8 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, SemanticSegmentor
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 
+from .config import check_cpnet_test_config
+
 
 def window_starts(length: int, window: int, stride: int) -> List[int]:
     """Start offsets of windows of ``window`` every ``stride`` covering ``[0, length)``; the last
@@ -67,18 +69,10 @@ class CPNetSegmentor(SemanticSegmentor):
                 "CPNetSegmentor needs INPUT.CROP.ENABLED=True and INPUT.CROP.TYPE='absolute': "
                 "INPUT.CROP.SIZE is the fixed input size of the context prior"
             )
+        check_cpnet_test_config(cfg)
         crop = tuple(int(s) for s in cfg.INPUT.CROP.SIZE)
         t = cfg.MODEL.CPNET.TEST
-        if t.MODE not in ("slide", "resize"):
-            raise ValueError(f"MODEL.CPNET.TEST.MODE must be 'slide' or 'resize', got {t.MODE!r}")
         stride = tuple(int(s) for s in t.SLIDE_STRIDE)
-        if len(stride) != 2 or not all(0 < s <= c for s, c in zip(stride, crop)):
-            raise ValueError(
-                f"MODEL.CPNET.TEST.SLIDE_STRIDE={list(t.SLIDE_STRIDE)} must be 2 values in "
-                f"(0, INPUT.CROP.SIZE={list(crop)}]"
-            )
-        if not t.SCALES or min(t.SCALES) <= 0:
-            raise ValueError(f"MODEL.CPNET.TEST.SCALES must be positive, got {t.SCALES}")
         feature = ret["backbone"].output_shape()[cfg.MODEL.CPNET.IN_FEATURE]
         expected = [math.ceil(c / feature.stride) for c in crop]
         if list(cfg.MODEL.CPNET.PRIOR_SIZE) != expected:

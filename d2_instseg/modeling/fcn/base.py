@@ -2,9 +2,9 @@
 from typing import Dict, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ...layers.cross_entropy import cross_entropy_ignore
 from .upsample import fit_to
 
 
@@ -13,7 +13,8 @@ class DenseHead(nn.Module):
 
     ``forward(features, targets)`` follows Detectron2's SemSegFPNHead: ``(logits, {})`` at
     inference (logits (B, K, >=H, >=W), cropped by ``sem_seg_postprocess``) and
-    ``(None, {"loss_sem_seg": loss_weight * CE})`` in training, where targets are (B, H, W).
+    ``(None, {"loss_sem_seg": loss_weight * CE})`` in training, where targets are (B, H, W) and CE
+    is 0, not NaN, when every pixel is ignored.
     Subclasses set ``ignore_value``, ``loss_weight`` and implement ``layers``.
     """
 
@@ -27,7 +28,5 @@ class DenseHead(nn.Module):
         logits = self.layers(features)
         if not self.training:
             return logits, {}
-        ce = F.cross_entropy(
-            fit_to(logits, targets.shape[-2:]), targets, ignore_index=self.ignore_value
-        )
+        ce = cross_entropy_ignore(fit_to(logits, targets.shape[-2:]), targets, self.ignore_value)
         return None, {"loss_sem_seg": self.loss_weight * ce}

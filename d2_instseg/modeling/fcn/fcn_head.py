@@ -17,6 +17,7 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 
+from ..cpnet.config import check_fcn_config
 from ..cpnet.head import conv_norm_relu
 from .base import DenseHead
 from ...layers.upsample import BilinearUpsample
@@ -74,14 +75,14 @@ class FCNHead(DenseHead):
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
+        check_fcn_config(cfg)
         f = cfg.MODEL.FCN
-        if f.VARIANT not in _LEVELS:
-            raise ValueError(f"MODEL.FCN.VARIANT must be 32, 16 or 8, got {f.VARIANT}")
-        if len(f.IN_FEATURES) != 3:
-            raise ValueError(f"MODEL.FCN.IN_FEATURES must name 3 features, got {f.IN_FEATURES}")
         missing = [x for x in f.IN_FEATURES if x not in input_shape]
         if missing:
-            raise ValueError(f"MODEL.FCN.IN_FEATURES {missing} are not backbone outputs")
+            raise ValueError(
+                f"MODEL.FCN.IN_FEATURES={f.IN_FEATURES!r}: {missing} are not backbone outputs "
+                f"(available: {sorted(input_shape)})"
+            )
         return {
             "input_shape": input_shape,
             "in_features": f.IN_FEATURES[3 - _LEVELS[f.VARIANT] :],

@@ -17,6 +17,7 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 
+from ..cpnet.config import check_unet_config
 from ..cpnet.head import conv_norm_relu
 from .base import DenseHead
 from .upsample import fit_to
@@ -75,17 +76,13 @@ class UNetHead(DenseHead):
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
+        check_unet_config(cfg)
         u = cfg.MODEL.UNET
         missing = [x for x in u.IN_FEATURES if x not in input_shape]
-        if missing or len(u.IN_FEATURES) < 2:
+        if missing:
             raise ValueError(
-                f"MODEL.UNET.IN_FEATURES must name >= 2 backbone outputs; {missing} missing "
+                f"MODEL.UNET.IN_FEATURES={u.IN_FEATURES!r}: {missing} are not backbone outputs "
                 f"(available: {sorted(input_shape)})"
-            )
-        if len(u.DECODER_CHANNELS) != len(u.IN_FEATURES) - 1:
-            raise ValueError(
-                f"MODEL.UNET.DECODER_CHANNELS needs {len(u.IN_FEATURES) - 1} values (one per "
-                f"skip), got {u.DECODER_CHANNELS}"
             )
         return {
             "input_shape": input_shape,

@@ -2,6 +2,15 @@
 (``MODEL.ERFNET``). Paper symbols: e (embedding), C_k (center), s / sigma (margin), phi, w_*."""
 from detectron2.config import CfgNode as CN
 
+from ...utils.config_checks import (
+    Rule,
+    all_at_least,
+    at_least,
+    check_keys,
+    closed_interval,
+    greater_than,
+)
+
 
 def add_spatial_embed_config(cfg: CN) -> None:
     """Add ``MODEL.SPATIAL_EMBED`` and ``MODEL.ERFNET`` to ``cfg``."""
@@ -52,20 +61,44 @@ def add_spatial_embed_config(cfg: CN) -> None:
 
 
 def check_spatial_embed_config(cfg: CN) -> None:
-    """Raise ValueError naming the first invalid ``MODEL.SPATIAL_EMBED`` key."""
-    node = cfg.MODEL.SPATIAL_EMBED
-    checks = [
-        ("NUM_CLASSES", node.NUM_CLASSES >= 1, "must be >= 1"),
-        ("N_SIGMA", node.N_SIGMA in (1, 2), "must be 1 (circular) or 2 (elliptical)"),
-        ("DECODER_WIDTHS", len(node.DECODER_WIDTHS) >= 1, "needs at least one width"),
-        ("DECODER_BLOCKS", node.DECODER_BLOCKS >= 0, "must be >= 0"),
-        ("PIXELS_PER_UNIT", node.PIXELS_PER_UNIT > 0, "must be > 0"),
-        ("SEED_THRESHOLD", 0 <= node.SEED_THRESHOLD <= 1, "must be in [0, 1]"),
-        ("FG_THRESHOLD", 0 <= node.FG_THRESHOLD <= 1, "must be in [0, 1]"),
-        ("MIN_PIXELS", node.MIN_PIXELS >= 0, "must be >= 0"),
-        ("MIN_UNCLUSTERED", 0 <= node.MIN_UNCLUSTERED <= 1, "must be in [0, 1]"),
-        ("FOREGROUND_WEIGHT", node.FOREGROUND_WEIGHT >= 0, "must be >= 0"),
-    ]
-    for key, ok, why in checks:
-        if not ok:
-            raise ValueError(f"MODEL.SPATIAL_EMBED.{key}={node[key]!r} {why}")
+    """Raise ValueError naming the first invalid ``MODEL.SPATIAL_EMBED`` or ``MODEL.ERFNET`` key."""
+    unit = closed_interval(0, 1)
+    check_keys(
+        cfg,
+        "MODEL.SPATIAL_EMBED",
+        [
+            ("NUM_CLASSES", at_least(1)),
+            ("N_SIGMA", Rule(lambda v: v in (1, 2), "must be 1 (circular) or 2 (elliptical)")),
+            ("DECODER_WIDTHS", all_at_least(1)),
+            ("DECODER_BLOCKS", at_least(0)),
+            ("PIXELS_PER_UNIT", greater_than(0)),
+            ("INSTANCE_LOSS_WEIGHT", at_least(0)),
+            ("VARIANCE_LOSS_WEIGHT", at_least(0)),
+            ("SEED_LOSS_WEIGHT", at_least(0)),
+            ("FOREGROUND_WEIGHT", at_least(0)),
+            ("SEED_THRESHOLD", unit),
+            ("FG_THRESHOLD", unit),
+            ("MIN_PIXELS", at_least(0)),
+            ("MIN_UNCLUSTERED", unit),
+        ],
+    )
+    # Each ERFNet downsampler concatenates its input to a conv's output: widths must grow.
+    in_channels = len(cfg.MODEL.PIXEL_MEAN)
+    growing = Rule(
+        lambda v: len(v) == 3 and in_channels < v[0] < v[1] < v[2],
+        f"needs 3 strictly increasing widths, the first > {in_channels} (input channels)",
+    )
+    dropouts = Rule(
+        lambda v: len(v) == 2 and all(0 <= p <= 1 for p in v), "needs 2 values in [0, 1]"
+    )
+    check_keys(
+        cfg,
+        "MODEL.ERFNET",
+        [
+            ("WIDTHS", growing),
+            ("NUM_STAGE2_BLOCKS", at_least(0)),
+            ("STAGE3_DILATIONS", all_at_least(1)),
+            ("STAGE3_REPEATS", at_least(0)),
+            ("DROPOUTS", dropouts),
+        ],
+    )

@@ -25,6 +25,10 @@ import torch
 
 # phi uses exp(SIGMA_SCALE * s) as 1 / (2 sigma^2), s being the raw sigma output (paper, code).
 SIGMA_SCALE = 10.0
+# Cap of SIGMA_SCALE * s: exp overflows float32 above 88.7, and inf * 0 (a pixel exactly on the
+# center, e.g. a seed pixel in the clustering) is NaN. exp(80) is a margin of ~1e-17 units, far
+# narrower than one pixel, so phi is unchanged wherever it was finite.
+MAX_LOG_BANDWIDTH = 80.0
 
 
 def coordinate_map(
@@ -70,8 +74,10 @@ def gaussian_phi(
         sigma: (K, S) raw sigma s_k of each instance (S = 1 broadcasts over x and y).
 
     Returns:
-        (K, N) probabilities that pixel i belongs to instance k.
+        (K, N) probabilities that pixel i belongs to instance k (finite for any sigma: the
+        exponent 10 s is capped at ``MAX_LOG_BANDWIDTH``).
     """
-    bandwidth = torch.exp(SIGMA_SCALE * sigma).unsqueeze(-1)  # (K, S, 1)
+    log_bandwidth = (SIGMA_SCALE * sigma).clamp(max=MAX_LOG_BANDWIDTH)
+    bandwidth = torch.exp(log_bandwidth).unsqueeze(-1)  # (K, S, 1)
     sq_dist = (embedding.unsqueeze(0) - centers.unsqueeze(-1)) ** 2  # (K, 2, N)
     return torch.exp(-(sq_dist * bandwidth).sum(dim=1))

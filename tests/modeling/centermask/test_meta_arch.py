@@ -10,6 +10,9 @@ from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
 
 from d2_instseg import add_d2_instseg_config
+from d2_instseg.modeling.centermask.targets import centermask_targets
+
+from ...conftest import hard_instance_cases
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -110,6 +113,51 @@ def test_inference_output_format_at_requested_size():
         ys, xs = torch.nonzero(mask, as_tuple=True)
         if len(xs):
             assert xs.min() >= box[0].floor() - 1 and xs.max() <= box[2].ceil() + 1
+
+
+@pytest.mark.parametrize(
+    "case, kept",
+    # Objects left after CenterNet's clip of the stride-4 box to [0, W - 1] = [0, 15] (64 px
+    # image), which drops any object lying inside the last feature column or row: "many" loses
+    # its 9 squares at x = 60..62 ([15, 15.75] collapses to width 0), "tiny" the 2 x 2 object in
+    # the bottom-right corner, "border" the 3-px-high strip along the bottom (rows 61-63).
+    [("empty", 0), ("many", 141), ("tiny", 3), ("border", 4)],
+)
+@pytest.mark.usefixtures("one_thread")
+def test_hard_inputs_train_and_infer(case, kept):
+    """No object, 150 objects (more than TOPK_TEST = 10), 1-2 px objects and objects touching the
+    border: every loss term, the saliency BCE included, and every gradient are finite (the
+    regression and mask terms exactly 0 without objects); inference on the image returns at most
+    TOPK_TEST detections, with boxes and masks inside the 64 x 64 image."""
+    torch.manual_seed(0)
+    model = build_model(
+        tiny_cfg(
+            "MODEL.CENTERMASK.TOPK_TEST", 10,
+            "MODEL.CENTERMASK.SALIENCY_LOSS_WEIGHT", 1.0,
+            "MODEL.CENTERMASK.SCORE_THRESH_TEST", 0.0,
+        )
+    )  # fmt: skip
+    torch.nn.init.constant_(model.head.size[-1].bias, 6.0)  # non-empty boxes at inference
+    inst = hard_instance_cases(64, 64)[case]
+    targets = centermask_targets(
+        [inst], num_classes=3, feature_hw=(16, 16), stride=4, shape_size=8
+    )
+    assert len(targets["classes"]) == kept
+    image = torch.rand(3, 64, 64) * 255
+    losses = _train_step(model, [{"image": image, "instances": inst}])
+    assert set(losses) == {"loss_heatmap", "loss_offset", "loss_size", "loss_mask", "loss_saliency"}
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    if kept == 0:
+        assert losses["loss_offset"] == losses["loss_size"] == losses["loss_mask"] == 0
+    model.eval()
+    with torch.no_grad():
+        (out,) = model([{"image": image}])
+    r = out["instances"]
+    assert len(r) <= 10 and r.pred_masks.shape[1:] == (64, 64)
+    boxes = r.pred_boxes.tensor
+    assert (boxes >= 0).all() and (boxes <= 64).all()
 
 
 @pytest.mark.parametrize(

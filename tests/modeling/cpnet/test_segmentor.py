@@ -15,6 +15,8 @@ from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
 from detectron2.utils.visualizer import Visualizer
 
+from ...conftest import hard_label_maps
+
 CONFIG = os.path.join(os.path.dirname(__file__), "../../../configs/shapes/cpnet.yaml")
 
 
@@ -55,6 +57,24 @@ def test_training_losses_with_padding_to_crop(model):
     too_big = [{"image": torch.rand(3, 130, 90), "sem_seg": torch.zeros(130, 90, dtype=torch.long)}]
     with pytest.raises(ValueError, match="INPUT.CROP.SIZE"):
         model(too_big)
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("case", ["background", "ignore", "one_pixel", "border"])
+def test_degenerate_label_maps_give_finite_losses(model, case):
+    """All background, all ignore, one labelled pixel, classes only along the borders: the three
+    losses and every gradient are finite; with every pixel ignored both cross-entropies are 0
+    (PyTorch's mean over no pixel is 0 / 0 = NaN)."""
+    model.train()
+    label = hard_label_maps(128, 128)[case]
+    losses = model([{"image": torch.rand(3, 128, 128) * 255, "sem_seg": label}] * 2)
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+    model.zero_grad()
+    sum(losses.values()).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all(), name
+    if case == "ignore":
+        assert losses["loss_sem_seg"] == 0 and losses["loss_aux"] == 0
 
 
 def test_affinity_target_is_nearest_downsampled_labels(model):

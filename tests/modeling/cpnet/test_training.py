@@ -1,7 +1,6 @@
 """A tiny CPNet training run on shapes_sem_seg_tiny_train that must learn (CPU, fixed seed)."""
 import os
 
-import pytest
 import torch
 
 import d2_instseg
@@ -16,16 +15,6 @@ from detectron2.utils.events import EventStorage
 
 CONFIG = os.path.join(os.path.dirname(__file__), "../../../configs/shapes/cpnet.yaml")
 ITERS = 120
-
-
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, OpenMP spin-waiting made 2 threads up to
-    40x slower than 1 for these small convolutions (measured); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_cpnet_learns_tiny_shapes(one_thread, tmp_path):

@@ -11,6 +11,8 @@ from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
 
+from ...conftest import hard_label_maps
+
 CONFIGS = os.path.join(os.path.dirname(__file__), "../../../configs/shapes")
 
 
@@ -137,3 +139,24 @@ def test_shapes_configs_build_train_and_predict_odd_sizes(name):
         cfg.MODEL.FCN.VARIANT = 4
         cfg.MODEL.SEM_SEG_HEAD.NAME = "FCNHead"
         build_model(cfg)
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("case", ["background", "ignore", "one_pixel", "border"])
+@pytest.mark.parametrize("name", ["fcn8s.yaml", "unet.yaml"])
+def test_degenerate_label_maps_give_finite_losses(name, case):
+    """All background, all ignore, one labelled pixel, classes only along the borders: finite
+    loss and gradients; 0, not NaN, when every pixel is ignored."""
+    cfg = get_cfg()
+    d2_instseg.add_d2_instseg_config(cfg)
+    cfg.merge_from_file(os.path.join(CONFIGS, name))
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    label = hard_label_maps(64, 64)[case]
+    losses = model([{"image": torch.rand(3, 64, 64) * 255, "sem_seg": label}])
+    loss = losses["loss_sem_seg"]
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+    if case == "ignore":
+        assert loss == 0

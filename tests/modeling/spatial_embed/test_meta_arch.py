@@ -6,7 +6,7 @@ from detectron2.structures import BitMasks, Instances
 
 from d2_instseg.modeling.backbone.erfnet import ERFNetEncoder
 
-from ...conftest import shapes_cfg
+from ...conftest import hard_instance_cases, shapes_cfg
 
 CONFIG = "configs/shapes/spatial_embeddings.yaml"
 
@@ -99,3 +99,30 @@ def test_inference_without_instances():
     assert len(inst) == 0 and inst.image_size == (74, 100)
     assert inst.pred_masks.shape == (0, 74, 100)
     assert inst.has("scores") and inst.has("pred_classes") and inst.has("pred_boxes")
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("case", ["empty", "many", "tiny", "border"])
+def test_hard_inputs_train_and_infer(case):
+    """No object, 150 objects (more than TEST.DETECTIONS_PER_IMAGE = 50 of the shapes config),
+    1-2 px objects (one-pixel instances: zero sigma variance, a centre exactly on a pixel) and
+    objects touching the border: the three loss terms and every gradient are finite, instance and
+    variance exactly 0 without objects. With every threshold at 0 the clustering finds many
+    proposals, capped at 50, each a (64, 64) mask."""
+    model = _model(
+        *("MODEL.SPATIAL_EMBED.MIN_PIXELS", "0", "MODEL.SPATIAL_EMBED.SEED_THRESHOLD", "0.0"),
+        *("MODEL.SPATIAL_EMBED.FG_THRESHOLD", "0.0"),
+    ).train()
+    image = torch.rand(3, 64, 64) * 255
+    losses = model([{"image": image, "instances": hard_instance_cases(64, 64)[case]}])
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+    sum(losses.values()).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    if case == "empty":
+        assert losses["loss_instance"] == 0 and losses["loss_variance"] == 0
+    model.eval()
+    with torch.no_grad():
+        (result,) = model([{"image": image}])
+    inst = result["instances"]
+    assert 0 < len(inst) <= 50 and inst.pred_masks.shape[1:] == (64, 64)

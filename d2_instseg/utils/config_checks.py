@@ -1,0 +1,95 @@
+"""Table-driven validation of config values, shared by every method's ``check_*_config``.
+
+A method lists ``(key, Rule)`` rows relative to its config node; :func:`check_keys` raises a
+ValueError naming the full key (``MODEL.CENTERMASK.SHAPE_SIZE=0: must be >= 1``) of the first row
+whose rule fails. A rule that cannot even be evaluated on the value (a string where a number is
+expected, a scalar where a list is) counts as failed.
+"""
+from typing import Any, Callable, NamedTuple, Sequence, Tuple
+
+from detectron2.config import CfgNode
+
+__all__ = [
+    "POSITIVE_RANGE",
+    "Rule",
+    "all_at_least",
+    "at_least",
+    "check_keys",
+    "closed_interval",
+    "greater_than",
+    "multiple_of",
+    "open_interval",
+    "one_of",
+]
+
+
+class Rule(NamedTuple):
+    """A condition on one config value and the reason printed when it does not hold."""
+
+    ok: Callable[[Any], bool]
+    why: str
+
+
+def at_least(low: float) -> Rule:
+    return Rule(lambda v: v >= low, f"must be >= {low}")
+
+
+def greater_than(low: float) -> Rule:
+    return Rule(lambda v: v > low, f"must be > {low}")
+
+
+def closed_interval(low: float, high: float) -> Rule:
+    return Rule(lambda v: low <= v <= high, f"must be in [{low}, {high}]")
+
+
+def open_interval(low: float, high: float) -> Rule:
+    return Rule(lambda v: low < v < high, f"must be in ({low}, {high})")
+
+
+def multiple_of(factor: int) -> Rule:
+    return Rule(lambda v: v >= factor and v % factor == 0, f"must be a multiple of {factor} (> 0)")
+
+
+def one_of(*choices) -> Rule:
+    return Rule(lambda v: v in choices, f"must be one of {list(choices)}")
+
+
+def all_at_least(low: float, length: int = 0) -> Rule:
+    """A list whose values are all >= ``low``, with exactly ``length`` values (any number >= 1 when
+    ``length`` is 0)."""
+    count = f"{length} value{'s' * (length != 1)}" if length else "one or more values"
+    return Rule(
+        lambda v: (len(v) == length if length else len(v) >= 1) and min(v) >= low,
+        f"needs {count}, each >= {low}",
+    )
+
+
+# A (min, max) pair with 0 < min <= max (scale ranges, resize ranges).
+POSITIVE_RANGE = Rule(
+    lambda v: len(v) == 2 and 0 < v[0] <= v[1], "needs (min, max) with 0 < min <= max"
+)
+
+
+def _value(node: CfgNode, key: str):
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def check_keys(cfg: CfgNode, prefix: str, rows: Sequence[Tuple[str, Rule]]) -> None:
+    """Raise ValueError ``"<prefix>.<key>=<value>: <why>"`` for the first row whose rule fails.
+
+    Args:
+        cfg: the full config.
+        prefix: dotted path of the node the keys are relative to, e.g. "MODEL.CENTERMASK".
+        rows: (key relative to ``prefix``, possibly dotted; rule) pairs, checked in order.
+    """
+    node = _value(cfg, prefix)
+    for key, rule in rows:
+        value = _value(node, key)
+        try:
+            ok = bool(rule.ok(value))
+        except (TypeError, ValueError, IndexError):
+            ok = False
+        if not ok:
+            raise ValueError(f"{prefix}.{key}={value!r}: {rule.why}")
