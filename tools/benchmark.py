@@ -185,6 +185,8 @@ def worker(args):
         torch.cuda.reset_peak_memory_stats()
     totals, forwards = time_inference(model, batch(1), args.device, args.warmup, args.iters)
     flops = count_flops(model, batch(1))
+    with torch.no_grad():
+        output = model(batch(1))[0]
     lo, med, hi = quartiles(totals)
     fwd = statistics.median(forwards)
     row = {
@@ -196,6 +198,9 @@ def worker(args):
         "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
         "gflops": flops / 1e9, "achieved_gflops_per_s": flops / 1e9 / fwd,
         "throughput": {},
+        # Post-processing work depends on how many instances come out (random weights: few or none
+        # for Mask R-CNN, whose mask head then does not run; up to top-K for CenterMask).
+        "instances": len(output["instances"]) if "instances" in output else None,
     }
     for b in args.batch_sizes:
         if b > 1:
@@ -243,9 +248,9 @@ def run_row(config, size, args):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--config-file", config,
            "--sizes", size, "--device", args.device, "--warmup", str(args.warmup),
            "--iters", str(args.iters), "--train-iters", str(args.train_iters),
-           "--train-batch", str(args.train_batch),
-           "--threads", str(args.threads), "--batch-sizes", *map(str, args.batch_sizes)]
-    cmd += args.opts if config != REFERENCE else []
+           "--train-batch", str(args.train_batch), "--batch-sizes", *map(str, args.batch_sizes),
+           "--threads", str(args.threads)]  # a one-value option last: what follows is opts
+    cmd += args.reference_opts if config == REFERENCE else args.opts
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     for line in proc.stdout.splitlines():
         if line.startswith("BENCHMARK_ROW "):
@@ -261,11 +266,15 @@ def add_ratios(rows):
         row["ratio_to_mask_rcnn"] = {k: row[k] / ref[k] for k in keys if k in row and ref.get(k)}
 
 
+def _or_dash(value):
+    return "-" if value is None else value
+
+
 def format_table(rows, peak):
     header = ("| model | size | latency ms (IQR) | x Mask R-CNN | forward / post ms | post % | "
-              "GFLOPs | achieved GFLOP/s | % of dense | params M | peak MB | imgs/s at batch | "
-              "train it/s |")
-    lines = [header, "|" + "---|" * 13]
+              "instances | GFLOPs | achieved GFLOP/s | % of dense | params M | peak MB | "
+              "imgs/s at batch | train it/s |")
+    lines = [header, "|" + "---|" * 14]
     for r in rows:
         name = "Mask R-CNN R50-FPN (reference)" if r["config"] == REFERENCE else r["config"]
         tp = ", ".join(f"{v:.2f}@{b}" for b, v in r["throughput"].items()) or "-"
@@ -274,7 +283,8 @@ def format_table(rows, peak):
             f"| {name} | {r['size']} | {r['latency_ms']:.0f} ({r['latency_iqr_ms'][0]:.0f}-"
             f"{r['latency_iqr_ms'][1]:.0f}) | {r['ratio_to_mask_rcnn']['latency_ms']:.2f} | "
             f"{r['forward_ms']:.0f} / {r['postprocess_ms']:.0f} | "
-            f"{100 * r['postprocess_fraction']:.0f} | {r['gflops']:.1f} | "
+            f"{100 * r['postprocess_fraction']:.0f} | {_or_dash(r.get('instances'))} | "
+            f"{r['gflops']:.1f} | "
             f"{r['achieved_gflops_per_s']:.1f} | {100 * r['achieved_gflops_per_s'] / peak:.0f} | "
             f"{r['params_M']:.1f} | {r['peak_memory_MB']:.0f} | {tp} | {train} |"
         )
@@ -316,8 +326,17 @@ def main():
     parser.add_argument("--train-batch", type=int, default=2, help="images per training iteration")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps the default")
     parser.add_argument("--output", default="output/benchmark/benchmark.json")
+    parser.add_argument(
+        "--reference-opts", nargs="*", default=[], metavar="KEY VALUE",
+        help="config pairs for the Mask R-CNN reference row only, e.g. "
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.0 so that with random weights it returns its 100 "
+        "detections and runs its mask head, as a trained model does on a crowded image",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config KEY VALUE pairs (all configs)")
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER,
+        help="config KEY VALUE pairs for every config but the reference",
+    )
     args = parser.parse_args()
     if args.worker:
         return worker(args)

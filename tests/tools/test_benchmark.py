@@ -14,6 +14,10 @@ def test_benchmark_writes_valid_json(tmp_path):
         sys.executable, "tools/benchmark.py", "--config-file", "configs/shapes/mask_rcnn_R18_FPN.yaml",
         "--sizes", "64x96", "--batch-sizes", "1", "2", "--warmup", "0", "--iters", "2",
         "--train-iters", "1", "--train-batch", "1", "--output", str(out),
+        # With random weights every class score is about 1/(C+1), below the default 0.05: only a
+        # threshold of 0, passed to each row separately, makes the models return instances.
+        "--reference-opts", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
     ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -30,5 +34,6 @@ def test_benchmark_writes_valid_json(tmp_path):
         assert 0 <= row["postprocess_fraction"] < 1
         assert row["forward_ms"] + row["postprocess_ms"] == pytest.approx(row["latency_ms"], rel=1e-6)
         assert set(row["throughput"]) == {"2"} and row["train_iters_per_s"] > 0
+        assert 0 < row["instances"] <= 100
     assert (tmp_path / "bench_latency.png").stat().st_size > 1000
 
