@@ -133,6 +133,10 @@ def train_speed(cfg, iters, size, batch):
     cfg.SOLVER.IMS_PER_BATCH = batch
     cfg.INPUT.MASK_FORMAT = "bitmask"  # shapes masks are RLE
     cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN = (min(size),), max(size)
+    if not cfg.MODEL.WEIGHTS and cfg.MODEL.RESNETS.NORM == "FrozenBN":
+        # Random weights under frozen (identity) BatchNorm overflow in a deep ResNet within one
+        # step; Detectron2's from-scratch recipes train with a real norm, and so do we here.
+        cfg.MODEL.RESNETS.NORM = "BN"
     model = Trainer.build_model(cfg)
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)

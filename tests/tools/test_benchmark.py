@@ -12,6 +12,7 @@ def test_benchmark_writes_valid_json(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [
         sys.executable, "tools/benchmark.py", "--config-file", "configs/shapes/mask_rcnn_R18_FPN.yaml",
+        "configs/shapes/centermask.yaml", "configs/shapes/spatial_embeddings.yaml",
         "--sizes", "64x96", "--batch-sizes", "1", "2", "--warmup", "0", "--iters", "2",
         "--train-iters", "1", "--train-batch", "1", "--output", str(out),
         # With random weights every class score is about 1/(C+1), below the default 0.05: only a
@@ -24,9 +25,11 @@ def test_benchmark_writes_valid_json(tmp_path):
     result = json.loads(out.read_text())
     assert set(result["dense_gflops_per_s"]) == {"matmul_2048", "conv3x3_128ch_128px"}
     rows = result["rows"]
-    assert [r["config"].split("/")[-1] for r in rows] == ["mask_rcnn_R_50_FPN_3x.yaml",
-                                                          "mask_rcnn_R18_FPN.yaml"]
-    reference, ours = rows
+    assert [r["config"].split("/")[-1] for r in rows] == [
+        "mask_rcnn_R_50_FPN_3x.yaml", "mask_rcnn_R18_FPN.yaml", "centermask.yaml",
+        "spatial_embeddings.yaml",
+    ]
+    reference, ours = rows[:2]
     assert reference["ratio_to_mask_rcnn"]["latency_ms"] == 1.0
     assert ours["params_M"] < reference["params_M"]  # R18 with 128-channel FPN vs R50
     for row in rows:
@@ -34,6 +37,7 @@ def test_benchmark_writes_valid_json(tmp_path):
         assert 0 <= row["postprocess_fraction"] < 1
         assert row["forward_ms"] + row["postprocess_ms"] == pytest.approx(row["latency_ms"], rel=1e-6)
         assert set(row["throughput"]) == {"2"} and row["train_iters_per_s"] > 0
-        assert 0 < row["instances"] <= 100
+        assert 0 <= row["instances"] <= 100
+    assert reference["instances"] > 0 and ours["instances"] > 0
     assert (tmp_path / "bench_latency.png").stat().st_size > 1000
 

@@ -212,7 +212,11 @@ class CenterMaskPoint(nn.Module):
         )
         # Clip each box to its image (feature pixels); the masks are assembled over the clipped box,
         # which is the box detector_postprocess pastes them into.
-        limits = torch.tensor(image_sizes, device=self.device, dtype=det["boxes"].dtype)
+        # (stacked rather than torch.tensor(image_sizes): under tracing, e.g. fvcore's FLOP count,
+        # the sizes are 0-d tensors)
+        limits = torch.stack([torch.stack([torch.as_tensor(h), torch.as_tensor(w)])
+                              for h, w in image_sizes])
+        limits = limits.to(device=self.device, dtype=det["boxes"].dtype)
         limits = (limits.flip(1) / self.stride)[det["batch_idx"]].repeat(1, 2)
         rois = torch.minimum(det["boxes"].clamp(min=0), limits)
         # A grid at least as fine as the feature map inside every box, so cropping G loses nothing.
