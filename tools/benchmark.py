@@ -127,7 +127,8 @@ def train_speed(cfg, iters, size, batch):
     from d2_instseg.engine import Trainer
 
     cfg = cfg.clone()
-    semantic = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).get("stuff_classes", None) is not None
+    # (not "has stuff_classes": Cityscapes' instance splits carry them too)
+    semantic = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).get("evaluator_type", "") == "sem_seg"
     cfg.DATASETS.TRAIN = ("shapes_sem_seg_train",) if semantic else ("shapes_train",)
     cfg.DATALOADER.NUM_WORKERS = 0
     cfg.SOLVER.IMS_PER_BATCH = batch
