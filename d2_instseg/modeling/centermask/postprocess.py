@@ -108,7 +108,7 @@ def decode_centers(
     heat = torch.sigmoid(heatmap_logits)
     peaks = F.max_pool2d(heat, 3, stride=1, padding=1)
     heat = heat * (peaks == heat)
-    scores, index = heat.view(n, -1).topk(min(topk, c * h * w), dim=1)  # (N, K)
+    scores, index = heat.reshape(n, -1).topk(min(topk, c * h * w), dim=1)  # (N, K)
     classes = index // (h * w)
     ys = (index % (h * w)) // w
     xs = index % w
