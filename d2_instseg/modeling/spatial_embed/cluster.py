@@ -97,8 +97,16 @@ def cluster_instances(
     Returns:
         masks (R, H, W) bool, classes (R,) int64, scores (R,) float, grouped by class.
     """
-    masks, classes, scores = [], [], []
-    for c in range(seeds.shape[0]):
+    height, width = seeds.shape[-2:]
+    # A class whose highest seed is below seed_threshold has no instance: skip its foreground
+    # gathering (one host sync for all classes; most classes are absent from most images).
+    peaks = seeds.flatten(1).amax(dim=1).tolist() if seeds.numel() else [0.0] * len(seeds)
+    masks = [seeds.new_zeros((0, height, width), dtype=torch.bool)]
+    classes = [torch.zeros(0, dtype=torch.int64, device=seeds.device)]
+    scores = [seeds.new_zeros(0)]
+    for c, peak in enumerate(peaks):
+        if peak < seed_threshold:
+            continue
         class_masks, class_scores = cluster_class(
             embedding,
             sigma,
