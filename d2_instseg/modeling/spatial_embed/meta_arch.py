@@ -106,7 +106,9 @@ class SpatialEmbeddings(nn.Module):
 
     def forward(self, batched_inputs: List[Dict]):
         images = self.preprocess_image(batched_inputs)
-        outputs = self.decoder(self.backbone(images.tensor))  # (B, 2 + S + C, H, W)
+        # (B, 2 + S + C, H, W), made contiguous: with channels-last weights (TEST.CHANNELS_LAST) it
+        # comes out channels-last, and everything after reads it one channel plane at a time.
+        outputs = self.decoder(self.backbone(images.tensor)).contiguous()
         coords = coordinate_map(
             outputs.shape[-2],
             outputs.shape[-1],
