@@ -10,27 +10,15 @@ import math
 from typing import List, Optional, Sequence
 
 import torch
-from detectron2.layers import Conv2d, ShapeSpec, get_norm
+from detectron2.layers import ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch import nn
 
+from ...layers.conv import conv_norm_act
 from ...layers.deform_conv import modulated_deform_conv2d
 from ...layers.upsample import BilinearUpsample
 
 __all__ = ["DLA", "DLASeg", "ModulatedDeformConv3x3", "build_dla_backbone"]
-
-
-def _conv_norm_relu(in_ch: int, out_ch: int, kernel: int, stride: int, norm: str) -> nn.Module:
-    return Conv2d(
-        in_ch,
-        out_ch,
-        kernel,
-        stride=stride,
-        padding=kernel // 2,
-        bias=not norm,
-        norm=get_norm(norm, out_ch),
-        activation=nn.ReLU(inplace=True),
-    )
 
 
 class BasicBlock(nn.Module):
@@ -38,10 +26,8 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, norm: str):
         super().__init__()
-        self.conv1 = _conv_norm_relu(in_ch, out_ch, 3, stride, norm)
-        self.conv2 = Conv2d(
-            out_ch, out_ch, 3, padding=1, bias=not norm, norm=get_norm(norm, out_ch)
-        )
+        self.conv1 = conv_norm_act(in_ch, out_ch, 3, stride, norm)
+        self.conv2 = conv_norm_act(out_ch, out_ch, 3, 1, norm, relu=False)
 
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         residual = x if residual is None else residual
@@ -53,7 +39,7 @@ class Root(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, norm: str):
         super().__init__()
-        self.conv = _conv_norm_relu(in_ch, out_ch, 1, 1, norm)
+        self.conv = conv_norm_act(in_ch, out_ch, 1, 1, norm)
 
     def forward(self, *children: torch.Tensor) -> torch.Tensor:
         return self.conv(torch.cat(children, dim=1))
@@ -91,7 +77,7 @@ class Tree(nn.Module):
             self.tree2 = Tree(levels - 1, out_ch, out_ch, 1, norm, root_dim=root_dim + out_ch)
         self.downsample = nn.MaxPool2d(stride, stride=stride) if stride > 1 else nn.Identity()
         self.project = (
-            Conv2d(in_ch, out_ch, 1, bias=not norm, norm=get_norm(norm, out_ch))
+            conv_norm_act(in_ch, out_ch, 1, 1, norm, relu=False)
             if in_ch != out_ch
             else nn.Identity()
         )
@@ -125,7 +111,7 @@ class DLA(nn.Module):
         if len(levels) != 6 or len(channels) != 6:
             raise ValueError("MODEL.CENTERMASK.DLA.LEVELS and .CHANNELS need 6 entries each")
         self.channels = list(channels)
-        self.base_layer = _conv_norm_relu(3, channels[0], 7, 1, norm)
+        self.base_layer = conv_norm_act(3, channels[0], 7, 1, norm)
         self.level0 = self._conv_level(channels[0], channels[0], levels[0], 1, norm)
         self.level1 = self._conv_level(channels[0], channels[1], levels[1], 2, norm)
         self.level2 = Tree(levels[2], channels[1], channels[2], 2, norm, level_root=False)
@@ -135,8 +121,8 @@ class DLA(nn.Module):
 
     @staticmethod
     def _conv_level(in_ch: int, out_ch: int, convs: int, stride: int, norm: str) -> nn.Module:
-        layers = [_conv_norm_relu(in_ch, out_ch, 3, stride, norm)]
-        layers += [_conv_norm_relu(out_ch, out_ch, 3, 1, norm) for _ in range(convs - 1)]
+        layers = [conv_norm_act(in_ch, out_ch, 3, stride, norm)]
+        layers += [conv_norm_act(out_ch, out_ch, 3, 1, norm) for _ in range(convs - 1)]
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
@@ -289,7 +275,6 @@ class DLASeg(Backbone):
         y = [t.clone() for t in up[: self._n_up]]
         self.ida_up(y, 0, len(y))
         return {"dla2": y[-1]}
-
 
 
 @BACKBONE_REGISTRY.register()

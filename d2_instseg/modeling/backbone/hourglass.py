@@ -8,25 +8,14 @@ Shape shorthand: N images, H x W input (multiple of 128); each hourglass output 
 from typing import Dict, Sequence
 
 import torch
-from detectron2.layers import Conv2d, ShapeSpec, get_norm
+from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch import nn
 from torch.nn import functional as F
 
+from ...layers.conv import conv_norm_act
+
 __all__ = ["Hourglass", "build_hourglass_backbone"]
-
-
-def _conv(in_ch: int, out_ch: int, kernel: int, stride: int, norm: str, relu: bool) -> Conv2d:
-    return Conv2d(
-        in_ch,
-        out_ch,
-        kernel,
-        stride=stride,
-        padding=kernel // 2,
-        bias=not norm,
-        norm=get_norm(norm, out_ch),
-        activation=nn.ReLU(inplace=True) if relu else None,
-    )
 
 
 class Residual(nn.Module):
@@ -34,10 +23,10 @@ class Residual(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, norm: str):
         super().__init__()
-        self.conv1 = _conv(in_ch, out_ch, 3, stride, norm, True)
-        self.conv2 = _conv(out_ch, out_ch, 3, 1, norm, False)
+        self.conv1 = conv_norm_act(in_ch, out_ch, 3, stride, norm, True)
+        self.conv2 = conv_norm_act(out_ch, out_ch, 3, 1, norm, False)
         self.skip = (
-            _conv(in_ch, out_ch, 1, stride, norm, False)
+            conv_norm_act(in_ch, out_ch, 1, stride, norm, False)
             if stride != 1 or in_ch != out_ch
             else nn.Identity()
         )
@@ -99,19 +88,21 @@ class Hourglass(Backbone):
                 f"{list(dims)} and {list(modules)}"
             )
         self.num_stacks = num_stacks
-        self.stem = nn.Sequential(_conv(3, 128, 7, 2, norm, True), Residual(128, dims[0], 2, norm))
+        self.stem = nn.Sequential(
+            conv_norm_act(3, 128, 7, 2, norm, True), Residual(128, dims[0], 2, norm)
+        )
         self.hourglasses = nn.ModuleList(
             [HourglassModule(dims, modules, norm) for _ in range(num_stacks)]
         )
         self.cnvs = nn.ModuleList(
-            [_conv(dims[0], cnv_dim, 3, 1, norm, True) for _ in range(num_stacks)]
+            [conv_norm_act(dims[0], cnv_dim, 3, 1, norm, True) for _ in range(num_stacks)]
         )
         # Merges feeding stack i + 1: 1x1 conv-norm of its input and of its output, summed.
         self.merge_inter = nn.ModuleList(
-            [_conv(dims[0], dims[0], 1, 1, norm, False) for _ in range(num_stacks - 1)]
+            [conv_norm_act(dims[0], dims[0], 1, 1, norm, False) for _ in range(num_stacks - 1)]
         )
         self.merge_cnv = nn.ModuleList(
-            [_conv(cnv_dim, dims[0], 1, 1, norm, False) for _ in range(num_stacks - 1)]
+            [conv_norm_act(cnv_dim, dims[0], 1, 1, norm, False) for _ in range(num_stacks - 1)]
         )
         self.inters = nn.ModuleList(
             [Residual(dims[0], dims[0], 1, norm) for _ in range(num_stacks - 1)]
@@ -136,7 +127,6 @@ class Hourglass(Backbone):
                 inter = self.inters[i](inter)
         outs["hg"] = outs[f"hg{self.num_stacks - 1}"]
         return outs
-
 
 
 @BACKBONE_REGISTRY.register()

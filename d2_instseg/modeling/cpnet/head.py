@@ -11,27 +11,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from detectron2.config import configurable
-from detectron2.layers import Conv2d, ShapeSpec, get_norm
+from detectron2.layers import ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 
 from ...layers.affinity import affinity_loss, ideal_affinity_map
+from ...layers.conv import conv_norm_act
 from ...layers.cross_entropy import cross_entropy_ignore
 from .aggregation import AggregationModule
 from .config import check_cpnet_config
 from .context_prior import ContextPriorLayer
-
-
-def conv_norm_relu(in_channels: int, out_channels: int, kernel_size: int, norm: str) -> Conv2d:
-    """kxk conv (same padding) + norm + ReLU; bias only without norm."""
-    return Conv2d(
-        in_channels,
-        out_channels,
-        kernel_size,
-        padding=kernel_size // 2,
-        bias=not norm,
-        norm=get_norm(norm, out_channels),
-        activation=nn.ReLU(inplace=True),
-    )
 
 
 def upsample_logits(logits: torch.Tensor, stride: int, size: Tuple[int, int]) -> torch.Tensor:
@@ -96,16 +84,16 @@ class CPNetHead(nn.Module):
         in_channels = input_shape[in_feature].channels
         self.aggregation = AggregationModule(in_channels, channels, am_kernel_size, norm)
         self.context_prior = ContextPriorLayer(channels, prior_size, norm)
-        self.intra_conv = conv_norm_relu(channels, channels, 1, norm)
-        self.inter_conv = conv_norm_relu(channels, channels, 1, norm)
+        self.intra_conv = conv_norm_act(channels, channels, 1, norm=norm)
+        self.inter_conv = conv_norm_act(channels, channels, 1, norm=norm)
         # The concatenation uses the backbone feature X, not the AM output X~ (authors' code).
-        self.bottleneck = conv_norm_relu(in_channels + 2 * channels, channels, 3, norm)
+        self.bottleneck = conv_norm_act(in_channels + 2 * channels, channels, 3, norm=norm)
         self.predictor = nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(channels, num_classes, 1))
         self.aux_head = None
         if aux_loss_weight > 0:
             self.aux_stride = input_shape[aux_in_feature].stride
             self.aux_head = nn.Sequential(
-                conv_norm_relu(input_shape[aux_in_feature].channels, aux_channels, 3, norm),
+                conv_norm_act(input_shape[aux_in_feature].channels, aux_channels, 3, norm=norm),
                 nn.Dropout2d(dropout),
                 nn.Conv2d(aux_channels, num_classes, 1),
             )

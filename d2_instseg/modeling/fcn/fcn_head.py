@@ -18,7 +18,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 
 from ..cpnet.config import check_fcn_config
-from ..cpnet.head import conv_norm_relu
+from ...layers.conv import conv_norm_act
 from .base import DenseHead
 from ...layers.upsample import BilinearUpsample
 from .upsample import fit_to
@@ -59,7 +59,7 @@ class FCNHead(DenseHead):
             raise ValueError(f"FCN features {self.in_features} must double in stride: {strides}")
         coarsest = input_shape[self.in_features[-1]].channels
         self.score_coarsest = nn.Sequential(
-            conv_norm_relu(coarsest, conv_dim, 3, norm),
+            conv_norm_act(coarsest, conv_dim, 3, norm=norm),
             nn.Dropout2d(dropout),
             nn.Conv2d(conv_dim, num_classes, 1),
         )

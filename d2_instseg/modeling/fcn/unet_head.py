@@ -18,7 +18,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 
 from ..cpnet.config import check_unet_config
-from ..cpnet.head import conv_norm_relu
+from ...layers.conv import conv_norm_act
 from .base import DenseHead
 from .upsample import fit_to
 
@@ -30,8 +30,8 @@ class UpBlock(nn.Module):
         super().__init__()
         self.up = nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2)
         self.convs = nn.Sequential(
-            conv_norm_relu(out_channels + skip_channels, out_channels, 3, norm),
-            conv_norm_relu(out_channels, out_channels, 3, norm),
+            conv_norm_act(out_channels + skip_channels, out_channels, 3, norm=norm),
+            conv_norm_act(out_channels, out_channels, 3, norm=norm),
         )
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
