@@ -14,6 +14,7 @@ __all__ = [
     "Rule",
     "all_at_least",
     "at_least",
+    "check_backbone_features",
     "check_keys",
     "closed_interval",
     "greater_than",
@@ -93,3 +94,16 @@ def check_keys(cfg: CfgNode, prefix: str, rows: Sequence[Tuple[str, Rule]]) -> N
             ok = False
         if not ok:
             raise ValueError(f"{prefix}.{key}={value!r}: {rule.why}")
+
+
+def check_backbone_features(key: str, names, available, hint: str = "") -> None:
+    """Raise ValueError ``"<key>=<names>: [missing] not among the backbone outputs [...]"`` when a
+    feature named by config ``key`` (one name or a list) is not in ``available`` (the backbone's
+    ``output_shape()``); ``hint`` is appended (e.g. which key sets the backbone's outputs)."""
+    wanted = [names] if isinstance(names, str) else list(names)
+    missing = [n for n in wanted if n not in available]
+    if missing:
+        raise ValueError(
+            f"{key}={names!r}: {missing} not among the backbone outputs {sorted(available)}"
+            + (f"; {hint}" if hint else "")
+        )

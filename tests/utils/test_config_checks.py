@@ -5,7 +5,13 @@ import pytest
 from detectron2.modeling import build_model
 
 from d2_instseg.engine.setup import _set_key
-from d2_instseg.utils.config_checks import Rule, at_least, check_keys, one_of
+from d2_instseg.utils.config_checks import (
+    Rule,
+    at_least,
+    check_backbone_features,
+    check_keys,
+    one_of,
+)
 
 from ..conftest import shapes_cfg
 
@@ -173,3 +179,13 @@ def test_check_keys_reports_first_failing_row_and_unevaluable_values():
     odd = Rule(lambda v: v % 2 == 1, "must be odd")
     with pytest.raises(ValueError, match=r"^MODEL\.CENTERMASK\.DLA\.LEVELS=\[.*\]: must be odd$"):
         check_keys(cfg, "MODEL.CENTERMASK", [("DLA.LEVELS", odd)])
+
+
+def test_check_backbone_features_names_key_and_missing_outputs():
+    available = {"res4": None, "res5": None}
+    check_backbone_features("MODEL.X.IN_FEATURES", ["res4", "res5"], available)  # all present
+    with pytest.raises(ValueError) as err:
+        check_backbone_features("MODEL.X.IN_FEATURE", "p2", available, "see Y")
+    assert str(err.value) == (
+        "MODEL.X.IN_FEATURE='p2': ['p2'] not among the backbone outputs ['res4', 'res5']; see Y"
+    )

@@ -19,6 +19,7 @@ from .head import CenterMaskHead
 from .loss import mask_bce_loss, reg_l1_loss, saliency_bce_loss
 from .postprocess import assemble_masks, decode_centers
 from .targets import centermask_targets, saliency_targets
+from ...utils.config_checks import check_backbone_features
 
 __all__ = ["CenterMaskPoint"]
 
@@ -84,11 +85,8 @@ class CenterMaskPoint(nn.Module):
         cm = cfg.MODEL.CENTERMASK
         backbone = build_backbone(cfg)
         shapes = backbone.output_shape()
-        if cm.IN_FEATURE not in shapes:
-            raise ValueError(
-                f"MODEL.CENTERMASK.IN_FEATURE={cm.IN_FEATURE!r} is not an output of "
-                f"{cfg.MODEL.BACKBONE.NAME} (outputs: {sorted(shapes)})"
-            )
+        backbone_name = f"backbone {cfg.MODEL.BACKBONE.NAME}"
+        check_backbone_features("MODEL.CENTERMASK.IN_FEATURE", cm.IN_FEATURE, shapes, backbone_name)
         weights = {
             "loss_heatmap": cm.HEATMAP_LOSS_WEIGHT,
             "loss_offset": cm.OFFSET_LOSS_WEIGHT,

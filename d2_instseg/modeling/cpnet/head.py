@@ -20,6 +20,7 @@ from ...layers.cross_entropy import cross_entropy_ignore
 from .aggregation import AggregationModule
 from .config import check_cpnet_config
 from .context_prior import ContextPriorLayer
+from ...utils.config_checks import check_backbone_features
 
 
 def upsample_logits(logits: torch.Tensor, stride: int, size: Tuple[int, int]) -> torch.Tensor:
@@ -102,12 +103,12 @@ class CPNetHead(nn.Module):
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         check_cpnet_config(cfg)
         c = cfg.MODEL.CPNET
-        for key, name in (("IN_FEATURE", c.IN_FEATURE), ("AUX_IN_FEATURE", c.AUX_IN_FEATURE)):
-            if name not in input_shape and (key == "IN_FEATURE" or c.AUX_LOSS_WEIGHT > 0):
-                raise ValueError(
-                    f"MODEL.CPNET.{key}={name!r} is not a backbone output "
-                    f"(available: {sorted(input_shape)}; see MODEL.RESNETS.OUT_FEATURES)"
-                )
+        hint = "see MODEL.RESNETS.OUT_FEATURES"
+        check_backbone_features("MODEL.CPNET.IN_FEATURE", c.IN_FEATURE, input_shape, hint)
+        if c.AUX_LOSS_WEIGHT > 0:
+            check_backbone_features(
+                "MODEL.CPNET.AUX_IN_FEATURE", c.AUX_IN_FEATURE, input_shape, hint
+            )
         return {
             "input_shape": input_shape,
             "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,

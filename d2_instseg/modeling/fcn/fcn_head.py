@@ -22,6 +22,7 @@ from ...layers.conv import conv_norm_act
 from .base import DenseHead
 from ...layers.upsample import BilinearUpsample
 from .upsample import fit_to
+from ...utils.config_checks import check_backbone_features
 
 _LEVELS = {32: 1, 16: 2, 8: 3}  # variant -> number of fused backbone levels
 
@@ -77,12 +78,7 @@ class FCNHead(DenseHead):
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         check_fcn_config(cfg)
         f = cfg.MODEL.FCN
-        missing = [x for x in f.IN_FEATURES if x not in input_shape]
-        if missing:
-            raise ValueError(
-                f"MODEL.FCN.IN_FEATURES={f.IN_FEATURES!r}: {missing} are not backbone outputs "
-                f"(available: {sorted(input_shape)})"
-            )
+        check_backbone_features("MODEL.FCN.IN_FEATURES", f.IN_FEATURES, input_shape)
         return {
             "input_shape": input_shape,
             "in_features": f.IN_FEATURES[3 - _LEVELS[f.VARIANT] :],

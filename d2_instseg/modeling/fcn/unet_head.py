@@ -21,6 +21,7 @@ from ..cpnet.config import check_unet_config
 from ...layers.conv import conv_norm_act
 from .base import DenseHead
 from .upsample import fit_to
+from ...utils.config_checks import check_backbone_features
 
 
 class UpBlock(nn.Module):
@@ -78,12 +79,7 @@ class UNetHead(DenseHead):
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         check_unet_config(cfg)
         u = cfg.MODEL.UNET
-        missing = [x for x in u.IN_FEATURES if x not in input_shape]
-        if missing:
-            raise ValueError(
-                f"MODEL.UNET.IN_FEATURES={u.IN_FEATURES!r}: {missing} are not backbone outputs "
-                f"(available: {sorted(input_shape)})"
-            )
+        check_backbone_features("MODEL.UNET.IN_FEATURES", u.IN_FEATURES, input_shape)
         return {
             "input_shape": input_shape,
             "in_features": u.IN_FEATURES,

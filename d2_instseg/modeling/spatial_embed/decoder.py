@@ -19,6 +19,7 @@ from detectron2.layers import ShapeSpec
 from torch import nn
 
 from ..backbone.erfnet import _BN_EPS, NonBottleneck1d
+from ...utils.config_checks import check_backbone_features
 
 
 class UpsamplerBlock(nn.Module):
@@ -91,11 +92,7 @@ class SpatialEmbedDecoder(nn.Module):
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         node = cfg.MODEL.SPATIAL_EMBED
-        if node.IN_FEATURE not in input_shape:
-            raise ValueError(
-                f"MODEL.SPATIAL_EMBED.IN_FEATURE={node.IN_FEATURE!r} is not a backbone output "
-                f"({sorted(input_shape)})"
-            )
+        check_backbone_features("MODEL.SPATIAL_EMBED.IN_FEATURE", node.IN_FEATURE, input_shape)
         return {
             "input_shape": input_shape[node.IN_FEATURE],
             "in_feature": node.IN_FEATURE,
