@@ -6,7 +6,7 @@ The IRNet steps only ever see :func:`image_label_dicts`, which keeps ``file_name
 """
 import copy
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -65,13 +65,38 @@ class RandomRescale(T.Augmentation):
         return T.ResizeTransform(h, w, max(1, round(h * s)), max(1, round(w * s)))
 
 
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) array -> (3, H, W) float tensor, as the IRNet models take it."""
+    return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))).float()
+
+
 class _AugmentingMapper:
-    """Shared constructor of the IRNet mappers: augmentations and image format from ``from_config``."""
+    """Shared part of the IRNet mappers: a random resize, horizontal flip and square crop of the
+    image (and of a label map), the image returned as a (3, H, W) float tensor."""
 
     @configurable
     def __init__(self, *, augmentations: List[T.Augmentation], image_format: str):
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
+
+    @staticmethod
+    def config(cfg, resize: T.Augmentation, crop_size: int) -> Dict:
+        """``from_config`` arguments: ``resize``, flip, ``crop_size`` x ``crop_size`` crop."""
+        return {
+            "augmentations": [
+                resize,
+                T.RandomFlip(horizontal=True),
+                T.RandomCrop("absolute", (crop_size, crop_size)),
+            ],
+            "image_format": cfg.INPUT.FORMAT,
+        }
+
+    def augment(self, dataset_dict: Dict, sem_seg: Optional[np.ndarray] = None) -> T.AugInput:
+        """The dict's image (and ``sem_seg``, (H, W)) read and augmented together."""
+        image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
+        aug = T.AugInput(image, sem_seg=sem_seg)
+        self.augmentations(aug)
+        return aug
 
 
 @MAPPER_REGISTRY.register()
@@ -82,21 +107,11 @@ class IRNetCAMMapper(_AugmentingMapper):
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
         cam = cfg.MODEL.IRNET.CAM
-        return {
-            "augmentations": [
-                RandomLongEdgeResize(*cam.RESIZE_LONG),
-                T.RandomFlip(horizontal=True),
-                T.RandomCrop("absolute", (cam.CROP_SIZE, cam.CROP_SIZE)),
-            ],
-            "image_format": cfg.INPUT.FORMAT,
-        }
+        return cls.config(cfg, RandomLongEdgeResize(*cam.RESIZE_LONG), cam.CROP_SIZE)
 
     def __call__(self, dataset_dict: Dict) -> Dict:
         d = {k: dataset_dict[k] for k in _KEEP if k in dataset_dict}
-        image = utils.read_image(d["file_name"], format=self.image_format)
-        aug = T.AugInput(image)
-        self.augmentations(aug)
-        d["image"] = torch.as_tensor(np.ascontiguousarray(aug.image.transpose(2, 0, 1))).float()
+        d["image"] = image_to_tensor(self.augment(d).image)
         return d
 
 
@@ -109,22 +124,13 @@ class IRNetRelationMapper(_AugmentingMapper):
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
         irn = cfg.MODEL.IRNET.IRN
-        return {
-            "augmentations": [
-                RandomRescale(*irn.RESCALE),
-                T.RandomFlip(horizontal=True),
-                T.RandomCrop("absolute", (irn.CROP_SIZE, irn.CROP_SIZE)),
-            ],
-            "image_format": cfg.INPUT.FORMAT,
-        }
+        return cls.config(cfg, RandomRescale(*irn.RESCALE), irn.CROP_SIZE)
 
     def __call__(self, dataset_dict: Dict) -> Dict:
         d = copy.copy(dataset_dict)
-        image = utils.read_image(d["file_name"], format=self.image_format)
         label = np.asarray(Image.open(d["relation_label_file"]), dtype=np.uint8)
-        aug = T.AugInput(image, sem_seg=label)
-        self.augmentations(aug)
-        d["image"] = torch.as_tensor(np.ascontiguousarray(aug.image.transpose(2, 0, 1))).float()
+        aug = self.augment(d, sem_seg=label)
+        d["image"] = image_to_tensor(aug.image)
         small = np.ascontiguousarray(downsample_label(aug.sem_seg))
         d["relation_label"] = torch.as_tensor(small.astype(np.int64))
         return d
@@ -133,20 +139,23 @@ class IRNetRelationMapper(_AugmentingMapper):
 # ---------------------------------------------------------------------------- pseudo-label datasets
 
 
+def _unregister(name: str) -> None:
+    """Forget ``name`` (a rerun of the pipeline registers its new labels under the same name)."""
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+
+
 def register_pseudo_datasets(
     name: str, json_file: str, image_root: str, sem_seg_root: str, thing_classes: List[str]
 ) -> None:
     """Register the synthesised labels: ``name`` (COCO instances, evaluator ``coco``) and
     ``name + "_sem_seg"`` (label PNGs named like the images, 0 = background, c + 1 = class c)."""
-    if name in DatasetCatalog.list():
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
+    _unregister(name)
     register_coco_instances(name, {}, json_file, image_root)
     MetadataCatalog.get(name).set(thing_classes=list(thing_classes))
     sem = name + "_sem_seg"
-    if sem in DatasetCatalog.list():
-        DatasetCatalog.remove(sem)
-        MetadataCatalog.remove(sem)
+    _unregister(sem)
 
     def load_sem():
         dicts = DatasetCatalog.get(name)

@@ -44,6 +44,7 @@ from .data import (
     IRNetCAMMapper,
     IRNetRelationMapper,
     image_label_dicts,
+    image_to_tensor,
     register_pseudo_datasets,
 )
 from .quality import ConfusionMatrix, GroundTruth, instance_ap
@@ -219,7 +220,7 @@ class IRNetPipeline:
 
     def _read_image(self, d: Dict, device) -> torch.Tensor:
         image = utils.read_image(d["file_name"], format=self.cfg.INPUT.FORMAT)
-        return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))).float().to(device)
+        return image_to_tensor(image).to(device)
 
     # ------------------------------------------------------------------ steps
     def step_cam(self) -> Dict:
