@@ -1,10 +1,14 @@
-"""Modulated deformable convolution (DCNv2, stride 1) as bilinear sampling + one matrix product.
+"""Modulated deformable convolution (DCNv2, stride 1) as one weighted gather + one 1x1 convolution.
 
 ``torchvision.ops.deform_conv2d`` computes the same function; its CPU kernel samples one value at a
 time, which made the 16 deformable convs of DLA-34's IDA-up 70% of CenterMask's CPU latency. Here
-the K = kh * kw sampled copies of the input are taken by one ``F.grid_sample`` call (vectorised on
-CPU, a native kernel on CUDA, differentiable in input, offsets and mask), and the convolution is one
-matmul with the (C_out, C_in * K) weight.
+each output pixel's K = kh * kw bilinear samples, already multiplied by the modulation mask, are
+gathered in one ``F.embedding_bag`` call: each sample is a "bag" of its 4 corner pixels (rows of the
+channels-last input) summed with per-sample weights = bilinear weight x mask (0 for corners outside
+the image). That is a fused, vectorised row gather on CPU and CUDA, differentiable in the input and in
+the weights (hence offsets and mask). The gathered (N, H, W, K * C_in) columns are then reduced by the
+weight as a 1x1 convolution over channels-last memory, which oneDNN runs 2-3x faster than the same
+matrix product through ``torch.matmul`` on CPU.
 
 Conventions are torchvision's: ``offset`` (N, 2K, H, W) holds (dy, dx) pairs per kernel position
 in row-major kernel order; ``mask`` (N, K, H, W) multiplies each sample; a sample is bilinear in
@@ -16,6 +20,32 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["modulated_deform_conv2d"]
+
+
+def _bilinear_corners(py: torch.Tensor, px: torch.Tensor, n: int, h: int, w: int):
+    """Row indices into the (N * H * W, C) pixel table and bilinear weights of the 4 corners around
+    each sample point.
+
+    Args:
+        py, px: (N, ...) float sample positions in pixels of image n (pixel i has its centre at i).
+        n, h, w: batch and image size; corners outside the image get weight 0 (and some valid index).
+    Returns:
+        index (N, ..., 4) long, weight (N, ..., 4); corners in the order (y0, x0), (y0, x0 + 1),
+        (y0 + 1, x0), (y0 + 1, x0 + 1).
+    """
+    y0, x0 = py.floor(), px.floor()
+    fy, fx = py - y0, px - x0
+    # Weights of the two rows and the two columns, 0 where that row / column is outside the image.
+    top, bottom = (1 - fy) * ((y0 >= 0) & (y0 < h)), fy * ((y0 >= -1) & (y0 < h - 1))
+    left, right = (1 - fx) * ((x0 >= 0) & (x0 < w)), fx * ((x0 >= -1) & (x0 < w - 1))
+    weight = torch.stack([top * left, top * right, bottom * left, bottom * right], -1)
+    image = torch.arange(n, device=py.device).view((n,) + (1,) * (py.dim() - 1)) * (h * w)
+    # Clamped first so far-away (or non-finite) positions cannot overflow the integer index.
+    top_left = image + y0.clamp(-1, h).long() * w + x0.clamp(-1, w).long()
+    # A corner outside its image has weight 0; clamping only keeps its row index inside the table.
+    index = torch.stack([top_left, top_left + 1, top_left + w, top_left + w + 1], -1)
+    index = index.clamp_(0, n * h * w - 1)
+    return index, weight
 
 
 def modulated_deform_conv2d(
@@ -30,14 +60,14 @@ def modulated_deform_conv2d(
     """Stride-1 DCNv2 with a "same"-sized output.
 
     Args:
-        x: (N, C_in, H, W) input.
+        x: (N, C_in, H, W) input (channels-last memory avoids one copy).
         offset: (N, 2K, H, W) sampling offsets in pixels, (dy, dx) per kernel position.
         weight: (C_out, C_in, kh, kw), K = kh * kw; ``2 * padding == dilation * (k - 1)``.
         bias: (C_out,) or None.
         mask: (N, K, H, W) modulation of each sample (DCNv2's sigmoid output).
 
     Returns:
-        (N, C_out, H, W).
+        (N, C_out, H, W), in channels-last memory.
     """
     n, c, h, w = x.shape
     c_out, c_w, kh, kw = weight.shape
@@ -50,23 +80,19 @@ def modulated_deform_conv2d(
         )
     if 2 * padding != dilation * (kh - 1) or 2 * padding != dilation * (kw - 1):
         raise ValueError(f"padding {padding} does not keep the size of a {kh}x{kw} kernel")
-    ky, kx = torch.meshgrid(
-        torch.arange(kh, device=x.device, dtype=x.dtype),
-        torch.arange(kw, device=x.device, dtype=x.dtype),
-        indexing="ij",
-    )
-    base_y = torch.arange(h, device=x.device, dtype=x.dtype).view(1, h, 1) - padding
-    base_x = torch.arange(w, device=x.device, dtype=x.dtype).view(1, 1, w) - padding
-    off = offset.view(n, k, 2, h, w)
-    py = base_y + dilation * ky.reshape(k, 1, 1) + off[:, :, 0]  # (N, K, H, W) pixel rows
-    px = base_x + dilation * kx.reshape(k, 1, 1) + off[:, :, 1]
-    # grid_sample with align_corners=False puts pixel i at (2i + 1) / size - 1.
-    grid = torch.stack([(2 * px + 1) / w - 1, (2 * py + 1) / h - 1], dim=-1)
-    sampled = F.grid_sample(
-        x, grid.view(n, k * h, w, 2), mode="bilinear", padding_mode="zeros", align_corners=False
-    )  # (N, C_in, K * H, W)
-    sampled = sampled.view(n, c, k, h, w) * mask.unsqueeze(1)
-    out = torch.matmul(weight.reshape(c_out, c * k), sampled.view(n, c * k, h * w))
-    if bias is not None:
-        out = out + bias.view(1, c_out, 1)
-    return out.view(n, c_out, h, w)
+    arange = lambda size: torch.arange(size, device=x.device, dtype=x.dtype)  # noqa: E731
+    # Sample positions ordered (N, H, W, K): each pixel's K samples are adjacent in the columns.
+    off = offset.view(n, k, 2, h, w).permute(0, 3, 4, 1, 2).contiguous()
+    tap_y = (dilation * arange(kh)).repeat_interleave(kw)  # (K,) row-major kernel positions
+    tap_x = (dilation * arange(kw)).repeat(kh)
+    py = arange(h).view(h, 1, 1) - padding + tap_y + off[..., 0]  # (N, H, W, K)
+    px = arange(w).view(1, w, 1) - padding + tap_x + off[..., 1]
+    index, corner_weight = _bilinear_corners(py, px, n, h, w)
+    corner_weight = corner_weight * mask.permute(0, 2, 3, 1).unsqueeze(-1)
+    rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)  # a view when x is channels-last
+    columns = F.embedding_bag(
+        index.reshape(-1, 4), rows, per_sample_weights=corner_weight.reshape(-1, 4), mode="sum"
+    )  # (N * H * W * K, C_in)
+    columns = columns.view(n, h, w, k * c).permute(0, 3, 1, 2)  # channels-last (N, K * C_in, H, W)
+    kernel = weight.permute(0, 2, 3, 1).reshape(c_out, k * c, 1, 1)  # (K, C_in) order of the columns
+    return F.conv2d(columns, kernel, bias)

@@ -61,3 +61,12 @@ def test_bad_shapes_name_the_tensors():
             torch.zeros(1, 2, 4, 4), torch.zeros(1, 9, 4, 4), torch.zeros(3, 2, 3, 3), None,
             torch.zeros(1, 9, 4, 4),
         )
+
+
+def test_far_away_offsets_sample_zeros():
+    """Offsets of +-1e20 pixels put every sample outside the image: the output is the bias alone."""
+    x, weight, bias = torch.randn(1, 2, 4, 5), torch.randn(3, 2, 3, 3), torch.tensor([1.0, 2.0, 3.0])
+    offset = torch.full((1, 18, 4, 5), 1e20)
+    offset[:, ::4] = -1e20
+    out = modulated_deform_conv2d(x, offset, weight, bias, torch.ones(1, 9, 4, 5))
+    assert torch.equal(out, bias.view(1, 3, 1, 1).expand(1, 3, 4, 5))
