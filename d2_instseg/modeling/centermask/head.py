@@ -1,5 +1,6 @@
 """The five CenterMask heads on the stride-R feature map, each CenterNet-style: conv3x3, ReLU,
-conv1x1.
+conv1x1. The heatmap and the saliency map are needed everywhere; the offset, size and local shape
+heads are only ever read at object centers, so they are evaluated there (:meth:`at_points`).
 
 Shape shorthand:
     N: images, F: input feature channels, H x W: feature map (output-stride pixels), C: classes,
@@ -14,7 +15,7 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from torch import nn
 
-__all__ = ["CenterMaskHead", "MASK_BRANCHES"]
+__all__ = ["CenterMaskHead", "MASK_BRANCHES", "patches_at"]
 
 # Which of local shape L and global saliency G build the mask (the paper's ablation).
 MASK_BRANCHES = ("both", "shape", "saliency")
@@ -24,6 +25,29 @@ def _hidden(in_channels: int, head_conv: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_channels, head_conv, 3, padding=1), nn.ReLU(inplace=True))
 
 
+def patches_at(features: torch.Tensor, batch_idx: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """The 3x3 neighbourhood of each point, zeros outside the map, flattened in the order of a
+    (out, F, 3, 3) conv weight's ``flatten(1)``: a padded 3x3 conv at the point is then one linear map.
+
+    Args:
+        features: (N, F, H, W).
+        batch_idx: (K,) long image of each point.
+        centers: (K, 2) long integer (x, y).
+    Returns:
+        (K, F * 9).
+    """
+    n, f, h, w = features.shape
+    step = torch.arange(-1, 2, device=features.device)
+    ys = centers[:, 1, None] + step  # (K, 3)
+    xs = centers[:, 0, None] + step
+    inside = ((ys >= 0) & (ys < h))[:, :, None] & ((xs >= 0) & (xs < w))[:, None, :]  # (K, 3, 3)
+    values = features[
+        batch_idx[:, None, None], :, ys.clamp(0, h - 1)[:, :, None], xs.clamp(0, w - 1)[:, None, :]
+    ]  # (K, 3, 3, F): the advanced indices' dimensions come first
+    values = values * inside[..., None].to(values.dtype)
+    return values.permute(0, 3, 1, 2).reshape(len(centers), f * 9)
+
+
 def _head(in_channels: int, head_conv: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(_hidden(in_channels, head_conv), nn.Conv2d(head_conv, out_channels, 1))
 
@@ -31,11 +55,14 @@ def _head(in_channels: int, head_conv: int, out_channels: int) -> nn.Sequential:
 class CenterMaskHead(nn.Module):
     """Heatmap (C), offset (2), size (2), local shape (S^2) and global saliency (C_s) heads.
 
-    The local shape head's last 1x1 conv is applied only at the K centers (:meth:`shapes_at`): a 1x1
-    conv at one pixel is a linear map of that pixel's features, so this equals reading the dense
-    (N, S^2, H, W) output at the centers without computing S^2 channels everywhere.
+    :meth:`forward` computes the two dense maps (heatmap, saliency). :meth:`at_points` computes the
+    offset, size and local shape heads only at given centers (the ground-truth ones in training, the
+    decoded peaks at inference): a padded 3x3 conv followed by ReLU and a 1x1 conv, evaluated at one
+    pixel, is a linear map of that pixel's 3x3 neighbourhood, then ReLU, then a linear map. This
+    equals reading dense (N, 2 + 2 + S^2, H, W) outputs at the centers, in values and gradients,
+    without computing three 3x3 convs over the whole map. The parameters are the dense heads'
+    (same names, so checkpoints are interchangeable).
     """
-
     @configurable
     def __init__(
         self,
@@ -99,34 +126,38 @@ class CenterMaskHead(nn.Module):
         Args:
             features: (N, F, H, W).
         Returns:
-            dict with "heatmap" (N, C, H, W) logits, "offset" (N, 2, H, W) sub-pixel (dx, dy),
-            "size" (N, 2, H, W) box (w, h) in feature pixels; "shape_features" (N, head_conv, H, W)
-            when the local shape branch is on; "saliency" (N, C_s, H, W) logits when saliency is on.
+            dict with "heatmap" (N, C, H, W) logits, and "saliency" (N, C_s, H, W) logits when the
+            saliency branch is on.
         """
-        out = {
-            "heatmap": self.heatmap(features),
-            "offset": self.offset(features),
-            "size": self.size(features),
-        }
-        if self.shape_hidden is not None:
-            out["shape_features"] = self.shape_hidden(features)
+        out = {"heatmap": self.heatmap(features)}
         if self.saliency is not None:
             out["saliency"] = self.saliency(features)
         return out
 
-    def shapes_at(
-        self, shape_features: torch.Tensor, batch_idx: torch.Tensor, centers: torch.Tensor
-    ) -> torch.Tensor:
-        """Local shape logits L of each object, from the S^2 vector at its center.
+    def at_points(
+        self, features: torch.Tensor, batch_idx: torch.Tensor, centers: torch.Tensor
+    ) -> Dict[str, torch.Tensor]:
+        """Offset, size and local shape heads at the given centers.
 
         Args:
-            shape_features: (N, head_conv, H, W) from :meth:`forward`.
+            features: (N, F, H, W), the map :meth:`forward` read.
             batch_idx: (K,) long image of each object.
             centers: (K, 2) long integer center (x, y) in feature pixels.
         Returns:
-            (K, S, S) logits; row-major over the box (row 0 = top of the box).
+            dict with "offset" (K, 2) sub-pixel (dx, dy), "size" (K, 2) box (w, h) in feature
+            pixels, and "shape" (K, S, S) local shape logits (row-major over the box, row 0 = top)
+            when the local shape branch is on.
         """
-        vectors = shape_features[batch_idx, :, centers[:, 1], centers[:, 0]]  # (K, head_conv)
-        weight = self.shape_out.weight.flatten(1)
-        logits = F.linear(vectors, weight, self.shape_out.bias)
-        return logits.view(-1, self.shape_size, self.shape_size)
+        first = [self.offset[0][0], self.size[0][0]]
+        if self.shape_hidden is not None:
+            first.append(self.shape_hidden[0])
+        weight = torch.cat([m.weight.flatten(1) for m in first])
+        bias = torch.cat([m.bias for m in first])
+        hidden = F.relu(F.linear(patches_at(features, batch_idx, centers), weight, bias))
+        hidden = hidden.split([m.out_channels for m in first], dim=1)
+        last = [self.offset[1], self.size[1]] + ([self.shape_out] if len(first) == 3 else [])
+        out = [F.linear(x, m.weight.flatten(1), m.bias) for x, m in zip(hidden, last)]
+        result = {"offset": out[0], "size": out[1]}
+        if len(out) == 3:
+            result["shape"] = out[2].view(-1, self.shape_size, self.shape_size)
+        return result

@@ -10,22 +10,17 @@ import torch.nn.functional as F
 __all__ = ["reg_l1_loss", "mask_bce_loss", "saliency_bce_loss"]
 
 
-def reg_l1_loss(
-    pred: torch.Tensor, batch_idx: torch.Tensor, centers: torch.Tensor, target: torch.Tensor
-) -> torch.Tensor:
+def reg_l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """CenterNet's ``RegL1Loss``: L1 between the 2-vector predicted at each object's integer center
     and its target, summed and divided by (2 K + 1e-4), i.e. the mean per coordinate (0 when K = 0).
 
     Args:
-        pred: (N, 2, H, W) dense prediction (offset or size).
-        batch_idx: (K,) long image of each object.
-        centers: (K, 2) long integer centers (x, y).
+        pred: (K, 2) prediction at the centers (offset or size, ``CenterMaskHead.at_points``).
         target: (K, 2) targets.
     Returns:
         scalar.
     """
-    gathered = pred[batch_idx, :, centers[:, 1], centers[:, 0]]  # (K, 2)
-    return F.l1_loss(gathered, target, reduction="sum") / (target.numel() + 1e-4)
+    return F.l1_loss(pred, target, reduction="sum") / (target.numel() + 1e-4)
 
 
 def mask_bce_loss(mask_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ inference by CenterNet decoding and mask assembly, returned through ``detector_p
 Shape shorthand: N images, C classes, H x W feature map (stride R), K objects, S local shape side.
 """
 import math
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from detectron2.config import configurable
@@ -17,7 +17,7 @@ from ...layers.centernet import centernet_focal_loss
 from .config import check_centermask_config
 from .head import CenterMaskHead
 from .loss import mask_bce_loss, reg_l1_loss, saliency_bce_loss
-from .postprocess import assemble_masks, decode_centers
+from .postprocess import assemble_masks, center_boxes, find_centers
 from .targets import centermask_targets, saliency_targets
 from ...utils.config_checks import check_backbone_features
 
@@ -133,8 +133,8 @@ class CenterMaskPoint(nn.Module):
         outputs = self.head(features)
         if self.training:
             gt = [x["instances"].to(self.device) for x in batched_inputs]
-            return self.losses(outputs, gt)
-        results = self.inference(outputs, images.image_sizes)
+            return self.losses(features, outputs, gt)
+        results = self.inference(features, outputs, images.image_sizes)
         processed = []
         for result, inp, size in zip(results, batched_inputs, images.image_sizes):
             height, width = inp.get("height", size[0]), inp.get("width", size[1])
@@ -147,16 +147,18 @@ class CenterMaskPoint(nn.Module):
         return classes if self.saliency_class_specific else torch.zeros_like(classes)
 
     def _masks(
-        self, outputs: Dict[str, torch.Tensor], det: Dict[str, torch.Tensor], rois, mask_size: int
+        self,
+        saliency: Optional[torch.Tensor],
+        points: Dict[str, torch.Tensor],
+        det: Dict[str, torch.Tensor],
+        rois: torch.Tensor,
+        mask_size: int,
     ) -> torch.Tensor:
-        """(K, mask_size, mask_size) assembled masks of the objects in ``det`` over ``rois``."""
-        shapes = None
-        if "shape_features" in outputs:
-            features = outputs["shape_features"]
-            shapes = self.head.shapes_at(features, det["batch_idx"], det["centers"])
+        """(K, mask_size, mask_size) assembled masks of the objects in ``det`` (batch_idx, classes,
+        boxes) over ``rois``, from the dense saliency and the point heads' local shapes."""
         return assemble_masks(
-            shape_logits=shapes,
-            saliency_logits=outputs.get("saliency"),
+            shape_logits=points.get("shape"),
+            saliency_logits=saliency,
             saliency_channel=self._saliency_channel(det["classes"]),
             batch_idx=det["batch_idx"],
             boxes=det["boxes"],
@@ -165,10 +167,19 @@ class CenterMaskPoint(nn.Module):
         )
 
     def losses(
-        self, outputs: Dict[str, torch.Tensor], gt_instances: List[Instances]
+        self,
+        features: torch.Tensor,
+        outputs: Dict[str, torch.Tensor],
+        gt_instances: List[Instances],
     ) -> Dict[str, torch.Tensor]:
         """L = lambda_p L_p + lambda_off L_off + lambda_size L_size + lambda_mask L_mask, plus the
-        direct saliency BCE when its weight is > 0."""
+        direct saliency BCE when its weight is > 0. The point heads run at the ground-truth centers.
+
+        Args:
+            features: (N, F, H, W) the heads' input.
+            outputs: :meth:`CenterMaskHead.forward` of it.
+            gt_instances: per image, gt_boxes, gt_classes, gt_masks in input pixels.
+        """
         heatmap = outputs["heatmap"]
         shape_size = self.head.shape_size
         t = centermask_targets(
@@ -179,13 +190,14 @@ class CenterMaskPoint(nn.Module):
             shape_size=shape_size,
             min_overlap=self.gaussian_min_overlap,
         )
-        at_centers = (t["batch_idx"], t["centers"])
+        points = self.head.at_points(features, t["batch_idx"], t["centers"])
+        # Masks are assembled on the ground-truth center and size, over the box the S x S target covers.
+        masks = self._masks(outputs.get("saliency"), points, t, t["boxes"], shape_size)
         losses = {
             "loss_heatmap": centernet_focal_loss(heatmap, t["heatmap"]),
-            "loss_offset": reg_l1_loss(outputs["offset"], *at_centers, t["offsets"]),
-            "loss_size": reg_l1_loss(outputs["size"], *at_centers, t["sizes"]),
-            # Assembled on the ground-truth center and size, over the box the S x S target covers.
-            "loss_mask": mask_bce_loss(self._masks(outputs, t, t["boxes"], shape_size), t["masks"]),
+            "loss_offset": reg_l1_loss(points["offset"], t["offsets"]),
+            "loss_size": reg_l1_loss(points["size"], t["sizes"]),
+            "loss_mask": mask_bce_loss(masks, t["masks"]),
         }
         if self.loss_weights["loss_saliency"] > 0:
             saliency = outputs["saliency"]
@@ -198,16 +210,22 @@ class CenterMaskPoint(nn.Module):
             losses["loss_saliency"] = saliency_bce_loss(saliency, target)
         return {k: v * self.loss_weights[k] for k, v in losses.items()}
 
-    def inference(self, outputs: Dict[str, torch.Tensor], image_sizes) -> List[Instances]:
+    def inference(
+        self, features: torch.Tensor, outputs: Dict[str, torch.Tensor], image_sizes
+    ) -> List[Instances]:
         """Decoded detections per image, boxes in input pixels, pred_masks (k, 1, R_m, R_m)
-        probabilities over each box (pasted and thresholded by ``detector_postprocess``)."""
-        det = decode_centers(
-            outputs["heatmap"],
-            outputs["offset"],
-            outputs["size"],
-            topk=self.topk_test,
-            score_thresh=self.score_thresh_test,
+        probabilities over each box (pasted and thresholded by ``detector_postprocess``).
+
+        Args:
+            features: (N, F, H, W) the heads' input.
+            outputs: :meth:`CenterMaskHead.forward` of it.
+            image_sizes: (h, w) of each image before padding, input pixels.
+        """
+        det = find_centers(
+            outputs["heatmap"], topk=self.topk_test, score_thresh=self.score_thresh_test
         )
+        points = self.head.at_points(features, det["batch_idx"], det["centers"])
+        det["boxes"] = center_boxes(det["centers"], points["offset"], points["size"])
         # Clip each box to its image (feature pixels); the masks are assembled over the clipped box,
         # which is the box detector_postprocess pastes them into.
         # (stacked rather than torch.tensor(image_sizes): under tracing, e.g. fvcore's FLOP count,
@@ -220,7 +238,7 @@ class CenterMaskPoint(nn.Module):
         # A grid at least as fine as the feature map inside every box, so cropping G loses nothing.
         side = (rois[:, 2:] - rois[:, :2]).max() if len(rois) else rois.new_zeros(())
         mask_size = max(self.head.shape_size, int(math.ceil(float(side))))
-        masks = self._masks(outputs, det, rois, mask_size)
+        masks = self._masks(outputs.get("saliency"), points, det, rois, mask_size)
         results = []
         for i, size in enumerate(image_sizes):
             sel = det["batch_idx"] == i

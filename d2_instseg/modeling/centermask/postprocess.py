@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-__all__ = ["assemble_masks", "decode_centers"]
+__all__ = ["assemble_masks", "center_boxes", "find_centers"]
 
 
 def assemble_masks(
@@ -80,29 +80,22 @@ def assemble_masks(
     return masks
 
 
-def decode_centers(
-    heatmap_logits: torch.Tensor,
-    offset: torch.Tensor,
-    size: torch.Tensor,
-    *,
-    topk: int,
-    score_thresh: float,
+def find_centers(
+    heatmap_logits: torch.Tensor, *, topk: int, score_thresh: float
 ) -> Dict[str, torch.Tensor]:
-    """CenterNet decoding: 3x3 max-pool peaks, top-K over classes and positions of each image, score
-    threshold; box = (x + dx, y + dy) -/+ (w, h) / 2 in feature pixels. No NMS.
+    """CenterNet's peak picking: 3x3 max-pool peaks, top-K over classes and positions of each image,
+    score threshold. No NMS.
 
     The top-K over all C * H * W scores equals CenterNet's per-class top-K followed by a top-K over
     the C * K candidates (up to ties).
 
     Args:
         heatmap_logits: (N, C, H, W).
-        offset: (N, 2, H, W) sub-pixel (dx, dy).
-        size: (N, 2, H, W) (w, h).
         topk: K per image (at most C * H * W).
         score_thresh: minimum sigmoid score kept.
     Returns:
         dict over the kept detections D of all images: "batch_idx" (D,) long, "scores" (D,),
-        "classes" (D,) long, "centers" (D, 2) long (x, y) peaks, "boxes" (D, 4) feature pixels.
+        "classes" (D,) long, "centers" (D, 2) long (x, y) peaks.
     """
     n, c, h, w = heatmap_logits.shape
     heat = torch.sigmoid(heatmap_logits)
@@ -115,14 +108,23 @@ def decode_centers(
     batch_idx = torch.arange(n, device=heat.device)[:, None].expand_as(index)
     keep = scores > score_thresh
     batch_idx, scores, classes, xs, ys = (t[keep] for t in (batch_idx, scores, classes, xs, ys))
-    off = offset[batch_idx, :, ys, xs]  # (D, 2)
-    wh = size[batch_idx, :, ys, xs]
-    ct = torch.stack([xs, ys], 1).to(off.dtype) + off
-    boxes = torch.cat([ct - wh / 2, ct + wh / 2], 1)
     return {
         "batch_idx": batch_idx,
         "scores": scores,
         "classes": classes,
         "centers": torch.stack([xs, ys], 1),
-        "boxes": boxes,
     }
+
+
+def center_boxes(centers: torch.Tensor, offset: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """CenterNet boxes: (x + dx, y + dy) -/+ (w, h) / 2.
+
+    Args:
+        centers: (K, 2) long integer (x, y) peaks.
+        offset: (K, 2) sub-pixel (dx, dy) predicted there.
+        size: (K, 2) (w, h) predicted there.
+    Returns:
+        (K, 4) XYXY boxes in feature pixels.
+    """
+    ct = centers.to(offset.dtype) + offset
+    return torch.cat([ct - size / 2, ct + size / 2], 1)

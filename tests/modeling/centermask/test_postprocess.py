@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from d2_instseg.modeling.centermask.loss import mask_bce_loss, reg_l1_loss
-from d2_instseg.modeling.centermask.postprocess import assemble_masks, decode_centers
+from d2_instseg.modeling.centermask.postprocess import assemble_masks, center_boxes, find_centers
 
 LN3 = math.log(3.0)
 
@@ -98,16 +98,13 @@ def test_decode_peaks_offsets_and_sizes():
     heat[0, 0, 2, 1] = 2.0
     heat[0, 0, 2, 2] = 1.0
     heat[0, 0, 0, 4] = 0.0
-    offset = torch.zeros(1, 2, 5, 5)
-    offset[0, :, 2, 1] = torch.tensor([0.25, 0.5])
-    size = torch.zeros(1, 2, 5, 5)
-    size[0, :, 2, 1] = torch.tensor([2.0, 4.0])
-    det = decode_centers(heat, offset, size, topk=2, score_thresh=0.05)
+    det = find_centers(heat, topk=2, score_thresh=0.05)
     assert det["scores"].tolist() == pytest.approx([_sig(2), 0.5], abs=1e-6)
     assert det["centers"].tolist() == [[1, 2], [4, 0]]
     assert det["classes"].tolist() == [0, 0] and det["batch_idx"].tolist() == [0, 0]
-    assert det["boxes"][0].tolist() == pytest.approx([0.25, 0.5, 2.25, 4.5])
-    det = decode_centers(heat, offset, size, topk=2, score_thresh=0.6)
+    boxes = center_boxes(det["centers"][:1], torch.tensor([[0.25, 0.5]]), torch.tensor([[2.0, 4.0]]))
+    assert boxes[0].tolist() == pytest.approx([0.25, 0.5, 2.25, 4.5])
+    det = find_centers(heat, topk=2, score_thresh=0.6)
     assert det["centers"].tolist() == [[1, 2]]
 
 
@@ -117,8 +114,7 @@ def test_decode_classes_and_images():
     heat = torch.full((2, 3, 4, 4), -10.0)
     heat[0, 2, 1, 3] = 1.0
     heat[1, 1, 3, 0] = 1.0
-    zeros = torch.zeros(2, 2, 4, 4)
-    det = decode_centers(heat, zeros, zeros, topk=5, score_thresh=0.05)
+    det = find_centers(heat, topk=5, score_thresh=0.05)
     assert det["batch_idx"].tolist() == [0, 1]
     assert det["classes"].tolist() == [2, 1]
     assert det["centers"].tolist() == [[3, 1], [0, 3]]
@@ -138,10 +134,9 @@ def test_mask_bce_loss_by_hand_and_under_autocast():
     assert mask_bce_loss(probs[:0], target[:0]).item() == 0.0
 
 
-def test_reg_l1_loss_reads_the_center_pixel():
-    """Prediction (0.5, 2.0) at (x, y) = (2, 1) of image 1, target (0.25, 1.0): |0.25| + |1.0| = 1.25
-    over 2 coordinates (+1e-4) = 0.624969. Other pixels and image 0 do not matter."""
-    pred = torch.full((2, 2, 3, 3), 7.0)
-    pred[1, :, 1, 2] = torch.tensor([0.5, 2.0])
-    loss = reg_l1_loss(pred, torch.tensor([1]), torch.tensor([[2, 1]]), torch.tensor([[0.25, 1.0]]))
+def test_reg_l1_loss_by_hand():
+    """Prediction (0.5, 2.0) vs target (0.25, 1.0): |0.25| + |1.0| = 1.25 over 2 coordinates
+    (+1e-4) = 0.624969; no objects gives 0."""
+    loss = reg_l1_loss(torch.tensor([[0.5, 2.0]]), torch.tensor([[0.25, 1.0]]))
     assert loss.item() == pytest.approx(1.25 / 2.0001, abs=1e-6)
+    assert reg_l1_loss(torch.zeros(0, 2), torch.zeros(0, 2)).item() == 0.0

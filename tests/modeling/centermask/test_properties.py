@@ -1,6 +1,7 @@
 """Property-based tests of CenterMask's target generation, losses, decoding, mask assembly and
 inference output on random boxes / masks / image sizes and random head outputs."""
 import functools
+from unittest import mock
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from d2_instseg.layers import centernet_focal_loss
 from d2_instseg.modeling.centermask.loss import mask_bce_loss, reg_l1_loss, saliency_bce_loss
-from d2_instseg.modeling.centermask.postprocess import assemble_masks, decode_centers
+from d2_instseg.modeling.centermask.postprocess import assemble_masks, center_boxes, find_centers
 from d2_instseg.modeling.centermask.targets import centermask_targets, saliency_targets
 
 from ...conftest import shapes_cfg
@@ -129,11 +130,10 @@ def test_losses_finite_and_zero_without_objects(batch, seed, scale):
         rois=t["boxes"],
         mask_size=SHAPE_SIZE,
     )
-    at = (t["batch_idx"], t["centers"])
     losses = {
         "heatmap": centernet_focal_loss(rand(n, NUM_CLASSES, h, w), t["heatmap"]),
-        "offset": reg_l1_loss(rand(n, 2, h, w), *at, t["offsets"]),
-        "size": reg_l1_loss(rand(n, 2, h, w), *at, t["sizes"]),
+        "offset": reg_l1_loss(rand(k, 2), t["offsets"]),
+        "size": reg_l1_loss(rand(k, 2), t["sizes"]),
         "mask": mask_bce_loss(masks, t["masks"]),
         "saliency": saliency_bce_loss(saliency, saliency_target),
     }
@@ -166,9 +166,11 @@ def test_decode_centers_invariants(case):
     map; boxes have the predicted size and contain the center."""
     heat, offset, size, topk, thresh = case
     n, c, h, w = heat.shape
-    det = decode_centers(heat, offset, size, topk=topk, score_thresh=thresh)
-    names = ("scores", "batch_idx", "classes", "centers", "boxes")
-    scores, b, cls, ctr, boxes = (det[k] for k in names)
+    det = find_centers(heat, topk=topk, score_thresh=thresh)
+    names = ("scores", "batch_idx", "classes", "centers")
+    scores, b, cls, ctr = (det[k] for k in names)
+    xs, ys = ctr[:, 0], ctr[:, 1]
+    boxes = center_boxes(ctr, offset[b, :, ys, xs], size[b, :, ys, xs])
     assert ((scores > thresh) & (scores <= 1)).all()
     assert ((cls >= 0) & (cls < c)).all()
     assert (b[1:] >= b[:-1]).all()  # grouped by image
@@ -177,7 +179,6 @@ def test_decode_centers_invariants(case):
         assert len(mine) <= topk and (mine[1:] <= mine[:-1]).all()
     prob = torch.sigmoid(heat)
     padded = torch.nn.functional.pad(prob, (1, 1, 1, 1), value=-1.0)
-    xs, ys = ctr[:, 0], ctr[:, 1]
     for dy in (0, 1, 2):
         for dx in (0, 1, 2):
             assert (prob[b, cls, ys, xs] >= padded[b, cls, ys + dy, xs + dx]).all()
@@ -217,12 +218,22 @@ def test_inference_output_inside_the_requested_size(image_sizes, out_scale, seed
     g = torch.Generator().manual_seed(seed)
     outputs = {
         "heatmap": torch.randn(n, NUM_CLASSES, h, w, generator=g) * 3,
-        "offset": torch.rand(n, 2, h, w, generator=g),
-        "size": torch.rand(n, 2, h, w, generator=g) * 2 * max(h, w),
-        "shape_features": torch.randn(n, 8, h, w, generator=g),
         "saliency": torch.randn(n, NUM_CLASSES, h, w, generator=g),
     }
-    for result, (ih, iw) in zip(model.inference(outputs, image_sizes), image_sizes):
+    dense = {  # the point heads' outputs, read at the decoded centers instead of computed there
+        "offset": torch.rand(n, 2, h, w, generator=g),
+        "size": torch.rand(n, 2, h, w, generator=g) * 2 * max(h, w),
+        "shape": torch.randn(n, 64, h, w, generator=g),
+    }
+
+    def at_points(features, b, centers):
+        read = {k: v[b, :, centers[:, 1], centers[:, 0]] for k, v in dense.items()}
+        read["shape"] = read["shape"].view(-1, 8, 8)
+        return read
+
+    with mock.patch.object(model.head, "at_points", at_points):
+        results = model.inference(torch.zeros(n, 8, h, w), outputs, image_sizes)
+    for result, (ih, iw) in zip(results, image_sizes):
         probs = result.pred_masks
         assert ((probs >= 0) & (probs <= 1)).all()
         height, width = max(1, round(ih * out_scale)), max(1, round(iw * out_scale))
