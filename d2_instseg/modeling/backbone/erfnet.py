@@ -36,7 +36,7 @@ class DownsamplerBlock(nn.Module):
         self.bn = nn.BatchNorm2d(out_channels, eps=_BN_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.bn(torch.cat([self.conv(x), F.max_pool2d(x, 2, 2)], dim=1)))
+        return F.relu_(self.bn(torch.cat([self.conv(x), F.max_pool2d(x, 2, 2)], dim=1)))
 
 
 class NonBottleneck1d(nn.Module):
@@ -61,11 +61,14 @@ class NonBottleneck1d(nn.Module):
         self.dropout = nn.Dropout2d(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.conv3x1_1(x))
-        out = F.relu(self.bn1(self.conv1x3_1(out)))
-        out = F.relu(self.conv3x1_2(out))
+        # In-place ReLU and residual add on fresh conv / BN / dropout outputs (their backward does
+        # not read them): at full resolution, allocating a new tensor per elementwise op cost more
+        # than the op itself.
+        out = F.relu_(self.conv3x1_1(x))
+        out = F.relu_(self.bn1(self.conv1x3_1(out)))
+        out = F.relu_(self.conv3x1_2(out))
         out = self.dropout(self.bn2(self.conv1x3_2(out)))
-        return F.relu(out + x)
+        return F.relu_(out.add_(x))
 
 
 class ERFNetEncoder(Backbone):

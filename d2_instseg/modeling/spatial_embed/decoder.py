@@ -35,7 +35,7 @@ class UpsamplerBlock(nn.Module):
         self.bn = nn.BatchNorm2d(out_channels, eps=_BN_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.bn(self.conv(x)))
+        return F.relu_(self.bn(self.conv(x)))
 
 
 def _branch(in_channels: int, widths: Sequence[int], blocks: int, out_channels: int):
