@@ -16,6 +16,11 @@ For each config and input size, in a fresh process (so peak memory is its own), 
   counted by fvcore as Detectron2's ``analyze_model`` does; achieved FLOP/s = FLOPs / forward time;
 - training iterations/s on the config's own data pipeline (``--train-iters``, 0 to skip).
 
+``--malloc reuse`` runs every row (the reference too) with glibc's allocator told to keep and reuse
+freed memory (``GLIBC_TUNABLES``, see MALLOC_REUSE): on CPU, full-resolution activations above
+glibc's 32 MiB mmap threshold otherwise cost a page fault per page on every forward. A serving process
+gets the same by starting with that environment variable (or jemalloc / tcmalloc preloaded).
+
 The same run measures the machine's dense throughput (float32 matmul and 3x3 convolution with the same
 thread count): each model's achieved FLOP/s is reported as a fraction of it (the roofline column).
 Every figure is also given as a ratio to the Mask R-CNN row at the same size. Random weights are used
@@ -34,6 +39,10 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 REFERENCE = "detectron2://COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
+# glibc malloc settings of ``--malloc reuse``: serve every block from the heap (no mmap) and never
+# give freed memory back, so a tensor freed in one layer is reused by the next instead of each
+# large (> 32 MiB) tensor being a fresh mapping that page-faults on every 4 KiB page when first written.
+MALLOC_REUSE = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296"
 
 
 def parse_size(text):
@@ -256,7 +265,10 @@ def run_row(config, size, args):
            "--train-batch", str(args.train_batch), "--batch-sizes", *map(str, args.batch_sizes),
            "--threads", str(args.threads)]  # a one-value option last: what follows is opts
     cmd += args.reference_opts if config == REFERENCE else args.opts
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    env = dict(os.environ)
+    if args.malloc == "reuse":
+        env["GLIBC_TUNABLES"] = ":".join(filter(None, [env.get("GLIBC_TUNABLES"), MALLOC_REUSE]))
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("BENCHMARK_ROW "):
             return json.loads(line[len("BENCHMARK_ROW "):])
@@ -332,6 +344,11 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps the default")
     parser.add_argument("--output", default="output/benchmark/benchmark.json")
     parser.add_argument(
+        "--malloc", choices=["default", "reuse"], default="default",
+        help="'reuse': run every row with glibc malloc keeping freed memory (GLIBC_TUNABLES=" +
+        MALLOC_REUSE + "); no effect without glibc",
+    )
+    parser.add_argument(
         "--reference-opts", nargs="*", default=[], metavar="KEY VALUE",
         help="config pairs for the Mask R-CNN reference row only, e.g. "
         "MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.0 so that with random weights it returns its 100 "
@@ -358,12 +375,14 @@ def main():
     table = format_table(rows, best)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     result = {"device": args.device, "torch": torch.__version__, "cpu_count": os.cpu_count(),
-              "threads": rows[0]["threads"], "dense_gflops_per_s": peak, "rows": rows}
+              "threads": rows[0]["threads"], "malloc": args.malloc, "dense_gflops_per_s": peak,
+              "rows": rows}
     with open(args.output, "w") as f:
         json.dump(result, f, indent=2)
     png = os.path.splitext(args.output)[0] + "_latency.png"
     plot_latency(rows, png)
-    print(f"\nDense throughput on {args.device} ({rows[0]['threads']} threads): "
+    print(f"\nDense throughput on {args.device} ({rows[0]['threads']} threads, malloc "
+          f"{args.malloc}): "
           + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items()))
     print(table)
     print(f"\nwrote {args.output} and {png}")

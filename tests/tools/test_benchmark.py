@@ -14,7 +14,7 @@ def test_benchmark_writes_valid_json(tmp_path):
         sys.executable, "tools/benchmark.py", "--config-file", "configs/shapes/mask_rcnn_R18_FPN.yaml",
         "configs/shapes/centermask.yaml", "configs/shapes/spatial_embeddings.yaml",
         "--sizes", "64x96", "--batch-sizes", "1", "2", "--warmup", "0", "--iters", "2",
-        "--train-iters", "1", "--train-batch", "1", "--output", str(out),
+        "--train-iters", "1", "--train-batch", "1", "--output", str(out), "--malloc", "reuse",
         # With random weights every class score is about 1/(C+1), below the default 0.05: only a
         # threshold of 0, passed to each row separately, makes the models return instances.
         "--reference-opts", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
@@ -24,6 +24,7 @@ def test_benchmark_writes_valid_json(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert set(result["dense_gflops_per_s"]) == {"matmul_2048", "conv3x3_128ch_128px"}
+    assert result["malloc"] == "reuse"
     rows = result["rows"]
     assert [r["config"].split("/")[-1] for r in rows] == [
         "mask_rcnn_R_50_FPN_3x.yaml", "mask_rcnn_R18_FPN.yaml", "centermask.yaml",
