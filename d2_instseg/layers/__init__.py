@@ -12,3 +12,4 @@ from .cross_entropy import cross_entropy_ignore  # noqa: F401  (FCN, UNet, CPNet
 from .fuse import fold_bn_into_conv, fuse_conv_bn  # noqa: F401  (inference: Predictor, benchmark)
 from .deform_conv import modulated_deform_conv2d  # noqa: F401  (DLA-34 IDA-up; any DCNv2 layer)
 from .conv import conv_norm_act  # noqa: F401  (every backbone and head of the package)
+from .paste import paste_masks  # noqa: F401  (CenterMask inference; any box-relative mask head)
