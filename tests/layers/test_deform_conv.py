@@ -70,3 +70,19 @@ def test_far_away_offsets_sample_zeros():
     offset[:, ::4] = -1e20
     out = modulated_deform_conv2d(x, offset, weight, bias, torch.ones(1, 9, 4, 5))
     assert torch.equal(out, bias.view(1, 3, 1, 1).expand(1, 3, 4, 5))
+
+
+def test_bfloat16_input_keeps_subpixel_positions():
+    """A 1 x 1030 row alternating 0 (even columns) and 100 (odd), centre tap moved +0.25 px: the sample
+    at column 1001 is 0.75 * 100 + 0.25 * 0 = 75 (exact in bfloat16). bfloat16 spaces numbers near
+    1000 by 4, so positions computed in the input's dtype would land on column 1000 (value 0)."""
+    x = 100.0 * (torch.arange(1030) % 2).float().view(1, 1, 1, 1030)
+    offset = torch.zeros(1, 18, 1, 1030)
+    offset[:, 2 * 4 + 1] = 0.25
+    mask = torch.zeros(1, 9, 1, 1030)
+    mask[:, 4] = 1.0
+    out = modulated_deform_conv2d(
+        x.bfloat16(), offset.bfloat16(), _identity_kernel(1).bfloat16(), None, mask.bfloat16()
+    )
+    assert out.dtype == torch.bfloat16
+    assert out[0, 0, 0, 1001].item() == 75.0 and out[0, 0, 0, 1000].item() == 25.0
