@@ -57,6 +57,7 @@ def paste_masks(
     grid = torch.stack([gx[:, None, :].expand(k, rh, rw), gy[:, :, None].expand(k, rh, rw)], dim=3)
     values = F.grid_sample(masks[:, None].float(), grid, align_corners=False)[:, 0] >= threshold
     inside = (ys < ry1[:, None])[:, :, None] & (xs < rx1[:, None])[:, None, :]  # (K, rh, rw)
-    flat = (torch.arange(k, device=masks.device)[:, None, None] * h + ys[:, :, None]) * w + xs[:, None, :]
+    image = torch.arange(k, device=masks.device)[:, None, None]
+    flat = (image * h + ys[:, :, None]) * w + xs[:, None, :]  # (K, rh, rw) index into out
     out.view(-1)[flat[inside]] = values[inside]
     return out

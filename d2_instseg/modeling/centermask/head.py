@@ -25,7 +25,9 @@ def _hidden(in_channels: int, head_conv: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_channels, head_conv, 3, padding=1), nn.ReLU(inplace=True))
 
 
-def patches_at(features: torch.Tensor, batch_idx: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+def patches_at(
+    features: torch.Tensor, batch_idx: torch.Tensor, centers: torch.Tensor
+) -> torch.Tensor:
     """The 3x3 neighbourhood of each point, zeros outside the map, flattened in the order of a
     (out, F, 3, 3) conv weight's ``flatten(1)``: a padded 3x3 conv at the point is then one linear map.
 
@@ -63,6 +65,7 @@ class CenterMaskHead(nn.Module):
     without computing three 3x3 convs over the whole map. The parameters are the dense heads'
     (same names, so checkpoints are interchangeable).
     """
+
     @configurable
     def __init__(
         self,
@@ -148,16 +151,21 @@ class CenterMaskHead(nn.Module):
             pixels, and "shape" (K, S, S) local shape logits (row-major over the box, row 0 = top)
             when the local shape branch is on.
         """
-        first = [self.offset[0][0], self.size[0][0]]
+        # (name, conv3x3, conv1x1) of each point head: the first convs share one patch product.
+        heads = [
+            ("offset", self.offset[0][0], self.offset[1]),
+            ("size", self.size[0][0], self.size[1]),
+        ]
         if self.shape_hidden is not None:
-            first.append(self.shape_hidden[0])
-        weight = torch.cat([m.weight.flatten(1) for m in first])
-        bias = torch.cat([m.bias for m in first])
+            heads.append(("shape", self.shape_hidden[0], self.shape_out))
+        weight = torch.cat([first.weight.flatten(1) for _, first, _ in heads])
+        bias = torch.cat([first.bias for _, first, _ in heads])
         hidden = F.relu(F.linear(patches_at(features, batch_idx, centers), weight, bias))
-        hidden = hidden.split([m.out_channels for m in first], dim=1)
-        last = [self.offset[1], self.size[1]] + ([self.shape_out] if len(first) == 3 else [])
-        out = [F.linear(x, m.weight.flatten(1), m.bias) for x, m in zip(hidden, last)]
-        result = {"offset": out[0], "size": out[1]}
-        if len(out) == 3:
-            result["shape"] = out[2].view(-1, self.shape_size, self.shape_size)
+        hidden = hidden.split([first.out_channels for _, first, _ in heads], dim=1)
+        result = {
+            name: F.linear(x, last.weight.flatten(1), last.bias)
+            for x, (name, _, last) in zip(hidden, heads)
+        }
+        if "shape" in result:
+            result["shape"] = result["shape"].view(-1, self.shape_size, self.shape_size)
         return result

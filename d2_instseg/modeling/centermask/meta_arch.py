@@ -1,6 +1,7 @@
 """``CenterMaskPoint``: CenterMask (Wang et al., CVPR 2020, point representation) as a Detectron2
 meta-architecture. Backbone -> stride-4 feature -> five heads; training losses of the paper;
-inference by CenterNet decoding and mask assembly, returned through ``detector_postprocess``.
+inference by CenterNet decoding and mask assembly, returned through ``detector_postprocess``
+with the masks pasted by ``d2_instseg.layers.paste_masks``.
 
 Shape shorthand: N images, C classes, H x W feature map (stride R), K objects, S local shape side.
 """
@@ -203,7 +204,8 @@ class CenterMaskPoint(nn.Module):
             min_overlap=self.gaussian_min_overlap,
         )
         points = self.head.at_points(features, t["batch_idx"], t["centers"])
-        # Masks are assembled on the ground-truth center and size, over the box the S x S target covers.
+        # Masks are assembled on the ground-truth center and size, over the box the S x S target
+        # covers.
         masks = self._masks(outputs.get("saliency"), points, t, t["boxes"], shape_size)
         losses = {
             "loss_heatmap": centernet_focal_loss(heatmap, t["heatmap"]),
@@ -226,7 +228,7 @@ class CenterMaskPoint(nn.Module):
         self, features: torch.Tensor, outputs: Dict[str, torch.Tensor], image_sizes
     ) -> List[Instances]:
         """Decoded detections per image, boxes in input pixels, pred_masks (k, 1, R_m, R_m)
-        probabilities over each box (pasted and thresholded by ``detector_postprocess``).
+        probabilities over each box (pasted and thresholded by :meth:`_postprocess`).
 
         Args:
             features: (N, F, H, W) the heads' input.
