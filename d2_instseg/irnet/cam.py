@@ -72,7 +72,7 @@ class IRNetCAM(nn.Module):
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)[self.in_feature]
         if self.training:
-            logits = self.classifier(features.mean(dim=(2, 3), keepdim=True)).flatten(1)
+            logits = self._pooled_logits(features)
             targets = self._targets(batched_inputs)
             return {"loss_cls": F.multilabel_soft_margin_loss(logits, targets)}
         cams = F.relu(self.classifier(features))
@@ -88,10 +88,21 @@ class IRNetCAM(nn.Module):
             targets[i, list(x["image_labels"])] = 1.0
         return targets
 
+    def _pooled_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, D, h16, w16) features -> (N, C) logits of their global average."""
+        return self.classifier(features.mean(dim=(2, 3), keepdim=True)).flatten(1)
+
+    def _features(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) unnormalised images -> (N, D, h16, w16) ``IN_FEATURE`` map (no padding)."""
+        return self.backbone((images - self.pixel_mean) / self.pixel_std)[self.in_feature]
+
     def cam_maps(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) unnormalised images -> (N, C, h16, w16) ReLU'd CAMs (no padding)."""
-        x = (images - self.pixel_mean) / self.pixel_std
-        return F.relu(self.classifier(self.backbone(x)[self.in_feature]))
+        return F.relu(self.classifier(self._features(images)))
+
+    def classify(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) unnormalised images -> (N, C) image-level logits (> 0: class present)."""
+        return self._pooled_logits(self._features(images))
 
 
 @torch.no_grad()

@@ -38,7 +38,7 @@ from fvcore.common.param_scheduler import PolynomialDecayParamScheduler
 from PIL import Image
 from tqdm import tqdm
 
-from .cam import cam_semantic_prediction, multiscale_cams
+from .cam import IRNetCAM, cam_semantic_prediction, multiscale_cams
 from .config import check_irnet_config
 from .data import (
     IRNetCAMMapper,
@@ -47,7 +47,7 @@ from .data import (
     image_to_tensor,
     register_pseudo_datasets,
 )
-from .quality import ConfusionMatrix, GroundTruth, instance_ap
+from .quality import ConfusionMatrix, GroundTruth, instance_ap, multilabel_scores
 from .relations import confident_relation_label
 from .synthesis import synthesize_image_labels
 
@@ -254,7 +254,28 @@ class IRNetPipeline:
         if gt is not None:
             report["cam_miou"] = confusion.miou()
         report["num_images"] = len(self.dicts)
+        report.update(self._classifier_report(model))
         return report
+
+    @torch.no_grad()
+    def _classifier_report(self, model: IRNetCAM) -> Dict:
+        """The CAM network as a classifier on DATASETS.TEST[0]'s image labels (held out), as
+        ``<dataset>_cls_mAP`` / ``_cls_acc`` / ``_cls_acc_constant``; empty without a test set."""
+        if not self.cfg.DATASETS.TEST:
+            return {}
+        name = self.cfg.DATASETS.TEST[0]
+        dicts = image_label_dicts(name)
+        device = model.pixel_mean.device
+        logits = np.stack(
+            [
+                model.classify(self._read_image(d, device)[None])[0].cpu().numpy()
+                for d in tqdm(dicts, desc=f"IRNet: classifying {name}")
+            ]
+        )
+        labels = np.zeros_like(logits)
+        for row, d in zip(labels, dicts):
+            row[list(d["image_labels"])] = 1.0
+        return {f"{name}_{k}": v for k, v in multilabel_scores(logits, labels).items()}
 
     def step_ir_label(self) -> Dict:
         rel = self.cfg.MODEL.IRNET.RELATION

@@ -1,4 +1,5 @@
-"""Pseudo-label quality against ground truth (reports only: nothing here feeds the IRNet steps).
+"""Pseudo-label quality against ground truth, and the CAM classifier's quality on held-out image
+labels (reports only: nothing here feeds the IRNet steps).
 
 Semantic maps: (H, W) uint8, 0 = background, c + 1 = class c, 255 = ignored. Instances: COCO results
 (``image_id``, ``category_id``, ``segmentation`` RLE, ``score``) scored with pycocotools.
@@ -103,3 +104,30 @@ def instance_ap(gt: GroundTruth, results: List[Dict], image_ids: List[int]) -> D
         ev.accumulate()
         ev.summarize()
     return {"AP": 100.0 * ev.stats[0], "AP50": 100.0 * ev.stats[1], "AP75": 100.0 * ev.stats[2]}
+
+
+def multilabel_scores(logits: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
+    """Image-level classification quality of (N, C) ``logits`` against (N, C) 0/1 ``labels``:
+
+    - ``cls_mAP``: mean over the classes with a positive of average precision (%), each AP the mean,
+      over the positives, of the precision at the positive's rank (logits sorted high to low);
+    - ``cls_acc``: accuracy (%) of the N x C present / absent decisions ``logit > 0``;
+    - ``cls_acc_constant``: the accuracy (%) of answering each class's majority label for every
+      image: the level a classifier that ignores the image reaches.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=bool)
+    if logits.shape != labels.shape or logits.ndim != 2:
+        raise ValueError(f"logits {logits.shape} and labels {labels.shape} must both be (N, C)")
+    order = np.argsort(-logits, axis=0, kind="stable")
+    ranked = np.take_along_axis(labels, order, axis=0)  # (N, C) labels by descending logit
+    precision = np.cumsum(ranked, axis=0) / np.arange(1, len(labels) + 1)[:, None]
+    positives = ranked.sum(axis=0)
+    has_pos = positives > 0
+    ap = (precision * ranked).sum(axis=0)[has_pos] / positives[has_pos]
+    prior = labels.mean(axis=0)
+    return {
+        "cls_mAP": float(100.0 * ap.mean()) if has_pos.any() else 0.0,
+        "cls_acc": float(100.0 * ((logits > 0) == labels).mean()),
+        "cls_acc_constant": float(100.0 * np.maximum(prior, 1.0 - prior).mean()),
+    }

@@ -3,6 +3,7 @@ import glob
 
 import pytest
 import torch
+import torch.nn.functional as F
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
@@ -37,6 +38,23 @@ def test_cam_train_loss_and_odd_size_inference(shapes_cfg):
     with torch.no_grad():
         out = model(batch[:1])
     assert out[0]["cam"].shape == (3, 7, 9) and (out[0]["cam"] >= 0).all()
+
+
+def test_classify_is_the_trained_pooled_logit(shapes_cfg):
+    """``classify`` gives the logits the loss trains: the training loss of one unpadded image (BN in
+    eval mode) equals the soft-margin loss of ``classify``; and, the classifier being linear, the
+    logits equal the mean over the stride-16 grid of the pre-ReLU class maps."""
+    model = _build(shapes_cfg, "IRNetCAM").eval()
+    image = torch.rand(3, 96, 128) * 255
+    with torch.no_grad():
+        logits = model.classify(image[None])
+        model.training = True  # the loss branch, with BN still in eval mode
+        loss = model([{"image": image, "image_labels": [1]}])["loss_cls"]
+        model.training = False
+        maps = model.classifier(model._features(image[None]))  # (1, 3, 6, 8), before ReLU
+    target = torch.tensor([[0.0, 1.0, 0.0]])
+    assert loss.item() == pytest.approx(F.multilabel_soft_margin_loss(logits, target).item(), 1e-5)
+    torch.testing.assert_close(logits, maps.mean(dim=(2, 3)), rtol=1e-5, atol=1e-5)
 
 
 def test_multiscale_cams_shapes_and_normalisation(shapes_cfg):

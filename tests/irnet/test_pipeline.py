@@ -61,7 +61,7 @@ def test_pipeline_end_to_end_tiny(shapes_cfg, tmp_path):
     assert "sem_seg_file_name" in DatasetCatalog.get(name + "_sem_seg")[0]
 
     # reports: quality against GT and the final Mask R-CNN evaluation
-    for key in ("cam_miou",):
+    for key in ("cam_miou", "shapes_tiny_val_cls_mAP", "shapes_tiny_val_cls_acc"):
         assert 0.0 <= reports["cam"][key] <= 100.0
     assert 0.0 <= reports["synthesize"]["pseudo_mask_AP50"] <= 100.0
     assert 0.0 <= reports["synthesize"]["pseudo_sem_miou"] <= 100.0
