@@ -6,6 +6,8 @@ Splits (the files are generated on first ``DatasetCatalog.get``, then reused):
 name                       images      use
 =========================  ==========  ========================================================
 ``shapes_train``           400         training, instances (evaluator_type ``coco``)
+``shapes_train_weak``      2,000       weakly supervised training (IRNet): its first 400 images are
+                                       ``shapes_train``'s (same seed), like VOC's train_aug / train
 ``shapes_val``             100         evaluation, instances
 ``shapes_tiny_train``      64          unit tests
 ``shapes_tiny_val``        24          unit tests
@@ -104,6 +106,7 @@ def _env_int(key: str, default: int) -> int:
 BUILTIN_SPLITS = {
     "train": ShapesSpec(num_images=_env_int("D2_INSTSEG_SHAPES_TRAIN", 400), seed=0),
     "val": ShapesSpec(num_images=_env_int("D2_INSTSEG_SHAPES_VAL", 100), seed=1),
+    "train_weak": ShapesSpec(num_images=2000, seed=0),
     "tiny_train": ShapesSpec(num_images=64, seed=2),
     "tiny_val": ShapesSpec(num_images=24, seed=3),
 }

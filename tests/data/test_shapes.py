@@ -117,3 +117,15 @@ def test_incomplete_split_is_regenerated(tmp_path):
 def test_invalid_spec_names_the_field(kwargs):
     with pytest.raises(ValueError, match="ShapesSpec"):
         ShapesSpec(**kwargs)
+
+
+def test_weak_split_starts_with_the_train_split():
+    """shapes_train_weak's first 400 images are shapes_train's (image i depends on seed and i only),
+    the way VOC's train_aug contains train."""
+    from d2_instseg.data.builtin import BUILTIN_SPLITS
+
+    train, weak = BUILTIN_SPLITS["train"], BUILTIN_SPLITS["train_weak"]
+    assert weak.seed == train.seed and weak.folder_name("w") != train.folder_name("w")
+    for i in (0, 123, min(train.num_images, weak.num_images) - 1):
+        (a, inst_a), (b, inst_b) = draw_image(train, i), draw_image(weak, i)
+        assert np.array_equal(a, b) and [c for c, _ in inst_a] == [c for c, _ in inst_b]
