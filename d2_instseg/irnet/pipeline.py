@@ -28,7 +28,7 @@ import pycocotools.mask as mask_util
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, get_cfg
-from detectron2.data import MetadataCatalog, build_detection_train_loader
+from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_train_loader
 from detectron2.data import detection_utils as utils
 from detectron2.engine import SimpleTrainer, hooks
 from detectron2.modeling import build_model
@@ -50,6 +50,7 @@ from .data import (
 from .quality import ConfusionMatrix, GroundTruth, instance_ap, multilabel_scores
 from .relations import confident_relation_label
 from .synthesis import synthesize_image_labels
+from .visualize import overlay_grid
 
 logger = logging.getLogger(__name__)
 
@@ -425,6 +426,7 @@ class IRNetPipeline:
             "num_images": len(images),
             "num_pseudo_instances": len(annotations),
             "pseudo_json": json_file,
+            "overlays": self._write_overlays(gt),
         }
         if gt is not None:
             ap = instance_ap(gt, results, eval_ids)
@@ -437,6 +439,14 @@ class IRNetPipeline:
                 }
             )
         return report
+
+    def _write_overlays(self, gt, num_images: int = 8) -> str:
+        """``pseudo/overlays.png``: the first images' pseudo instances (left) and ground truth."""
+        dicts = DatasetCatalog.get(self.pseudo_name)[:num_images]
+        pairs = [(d, gt.get(d["file_name"]) if gt else None) for d in dicts]
+        out_png = self.path("pseudo", "overlays.png")
+        overlay_grid(pairs, MetadataCatalog.get(self.pseudo_name), out_png)
+        return out_png
 
     def register_pseudo(self) -> str:
         """Register the synthesised labels under ``<train set><PSEUDO_SUFFIX>`` (+ ``_sem_seg``)."""

@@ -40,6 +40,10 @@ class GroundTruth:
     def __contains__(self, file_name: str) -> bool:
         return _key(file_name) in self.dicts
 
+    def get(self, file_name: str) -> Optional[Dict]:
+        """The ground-truth dataset dict of the image named like ``file_name``, or None."""
+        return self.dicts.get(_key(file_name))
+
     def semantic(self, file_name: str) -> np.ndarray:
         """(H, W) uint8 GT labels: the dataset's label PNG, else the union of its instance masks."""
         d = self.dicts[_key(file_name)]

@@ -7,6 +7,7 @@ import json
 import os
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from PIL import Image
 from pycocotools.coco import COCO
 
 from d2_instseg.engine import sync_num_classes
@@ -66,6 +67,9 @@ def test_pipeline_end_to_end_tiny(shapes_cfg, tmp_path):
     assert 0.0 <= reports["synthesize"]["pseudo_mask_AP50"] <= 100.0
     assert 0.0 <= reports["synthesize"]["pseudo_sem_miou"] <= 100.0
     assert "shapes_tiny_val_segm_AP" in reports["maskrcnn"]
+    # pictures: 8 rows of pseudo labels next to ground truth, each row 256 px high
+    overlays = Image.open(reports["synthesize"]["overlays"])
+    assert overlays.size[1] == 8 * 256 and overlays.mode == "RGB"
     with open(tmp_path / "reports" / "synthesize.json") as f:
         assert json.load(f)["num_images"] == 64
     assert "synthesize" in (tmp_path / "reports" / "summary.txt").read_text()

@@ -27,3 +27,32 @@ def test_multilabel_scores_perfect_and_shape_error():
     assert scores["cls_mAP"] == 100.0 and scores["cls_acc"] == 100.0
     with pytest.raises(ValueError, match=r"\(3, 2\).*\(3, 3\)"):
         multilabel_scores(np.zeros((3, 2)), np.zeros((3, 3)))
+
+
+def test_overlay_grid_rows_and_drawn_mask(tmp_path):
+    """A 100x200 grey image with one 40x40 square instance, drawn next to itself as ground truth at
+    height 50: a (50, 200, 3) grid; pixels inside the square change, a far corner does not."""
+    import cv2
+    import pycocotools.mask as mask_util
+    from detectron2.data import MetadataCatalog
+    from detectron2.structures import BoxMode
+
+    from d2_instseg.irnet.visualize import overlay_grid
+
+    image_path = str(tmp_path / "img.png")
+    cv2.imwrite(image_path, np.full((100, 200, 3), 128, np.uint8))
+    mask = np.zeros((100, 200), np.uint8)
+    mask[30:70, 80:120] = 1
+    rle = mask_util.encode(np.asfortranarray(mask))
+    ann = {"bbox": [80, 30, 40, 40], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0,
+           "segmentation": rle}  # fmt: skip
+    d = {"file_name": image_path, "height": 100, "width": 200, "annotations": [ann]}
+    meta = MetadataCatalog.get("overlay_grid_test").set(thing_classes=["square"])
+    out = str(tmp_path / "grid.png")
+    grid = overlay_grid([(d, d)], meta, out, height=50)
+    assert grid.shape == (50, 200, 3) and cv2.imread(out).shape == (50, 200, 3)
+    for left in (0, 100):  # pseudo tile, then ground-truth tile (each 50 x 100)
+        assert np.abs(grid[25, left + 50].astype(int) - 128).max() > 10  # inside the square
+        assert np.abs(grid[2, left + 2].astype(int) - 128).max() <= 2  # far corner
+    with pytest.raises(ValueError, match="grid.png"):
+        overlay_grid([], meta, out)
