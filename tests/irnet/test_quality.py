@@ -1,4 +1,4 @@
-"""The CAM classifier's held-out scores (d2_instseg.irnet.quality.multilabel_scores), hand-computed."""
+"""The CAM classifier's held-out scores (irnet.quality.multilabel_scores), hand-computed; overlays."""
 import numpy as np
 import pytest
 
