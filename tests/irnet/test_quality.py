@@ -1,4 +1,4 @@
-"""The CAM classifier's held-out scores (irnet.quality.multilabel_scores), hand-computed; overlays."""
+"""CAM classifier scores (irnet.quality.multilabel_scores), hand-computed; the overlay grid."""
 import numpy as np
 import pytest
 
