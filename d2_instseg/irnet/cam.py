@@ -75,7 +75,7 @@ class IRNetCAM(nn.Module):
             logits = self._pooled_logits(features)
             targets = self._targets(batched_inputs)
             return {"loss_cls": F.multilabel_soft_margin_loss(logits, targets)}
-        cams = F.relu(self.classifier(features))
+        cams = self._cams(features)
         return [
             {"cam": cam[:, : (h - 1) // 16 + 1, : (w - 1) // 16 + 1]}
             for cam, (h, w) in zip(cams, images.image_sizes)
@@ -92,13 +92,17 @@ class IRNetCAM(nn.Module):
         """(N, D, h16, w16) features -> (N, C) logits of their global average."""
         return self.classifier(features.mean(dim=(2, 3), keepdim=True)).flatten(1)
 
+    def _cams(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, D, h16, w16) features -> (N, C, h16, w16) CAMs, ReLU(w_c . f)."""
+        return F.relu(self.classifier(features))
+
     def _features(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) unnormalised images -> (N, D, h16, w16) ``IN_FEATURE`` map (no padding)."""
         return self.backbone((images - self.pixel_mean) / self.pixel_std)[self.in_feature]
 
     def cam_maps(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) unnormalised images -> (N, C, h16, w16) ReLU'd CAMs (no padding)."""
-        return F.relu(self.classifier(self._features(images)))
+        return self._cams(self._features(images))
 
     def classify(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) unnormalised images -> (N, C) image-level logits (> 0: class present)."""
