@@ -1,5 +1,5 @@
-"""Data for IRNet: image-label-only views of training sets, the CAM / IRNet dataset mappers, PASCAL
-VOC 2012 segmentation registration, and registration of the synthesised pseudo-label datasets.
+"""Data for IRNet: image-label-only views of training sets, the CAM / IRNet dataset mappers and
+registration of the synthesised pseudo-label datasets.
 
 The IRNet steps only ever see :func:`image_label_dicts`, which keeps ``file_name``, ``height``,
 ``width``, ``image_id`` and ``image_labels`` of each dataset dict and drops every annotation.
@@ -9,14 +9,12 @@ import os
 from typing import Dict, List, Optional
 
 import numpy as np
-import pycocotools.mask as mask_util
 import torch
 from detectron2.config import configurable
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.data.datasets import register_coco_instances
-from detectron2.structures import BoxMode
 from PIL import Image
 
 from ..data import MAPPER_REGISTRY
@@ -181,96 +179,3 @@ def register_pseudo_datasets(
         image_root=image_root,
         evaluator_type="sem_seg",
     )
-
-
-# ---------------------------------------------------------------------------- PASCAL VOC 2012
-
-VOC_CLASSES = [
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-    "tvmonitor",
-]  # fmt: skip
-
-
-def _voc_missing(root: str, what: str) -> FileNotFoundError:
-    return FileNotFoundError(
-        f"PASCAL VOC 2012 segmentation data not found: {what!r} does not exist. Put VOCdevkit's "
-        f"VOC2012 (JPEGImages, SegmentationClass, SegmentationObject, ImageSets/Segmentation) and "
-        "the augmented SegmentationClassAug (+ ImageSets/Segmentation/train_aug.txt) under "
-        f"{root!r} ($DETECTRON2_DATASETS/VOC2012), or run the CPU config configs/shapes/irnet.yaml."
-    )
-
-
-def _read_ids(root: str, split: str) -> List[str]:
-    path = os.path.join(root, "ImageSets", "Segmentation", f"{split}.txt")
-    if not os.path.isfile(path):
-        raise _voc_missing(root, path)
-    with open(path) as f:
-        return [line.strip() for line in f if line.strip()]
-
-
-def load_voc_seg(root: str, split: str, with_instances: bool) -> List[Dict]:
-    """VOC 2012 segmentation dicts. ``image_labels`` come from the class PNGs (SegmentationClassAug,
-    else SegmentationClass); with ``with_instances`` each object of SegmentationObject becomes a
-    COCO-RLE annotation (the class read from SegmentationClass), for evaluation only."""
-    dicts = []
-    for idx, name in enumerate(_read_ids(root, split)):
-        cls_png = os.path.join(root, "SegmentationClassAug", name + ".png")
-        if not os.path.isfile(cls_png):
-            cls_png = os.path.join(root, "SegmentationClass", name + ".png")
-        if not os.path.isfile(cls_png):
-            raise _voc_missing(root, cls_png)
-        cls_map = np.asarray(Image.open(cls_png))
-        present = sorted(int(c) - 1 for c in np.unique(cls_map) if 0 < c < 255)
-        d = {
-            "file_name": os.path.join(root, "JPEGImages", name + ".jpg"),
-            "height": cls_map.shape[0],
-            "width": cls_map.shape[1],
-            "image_id": idx,
-            "image_labels": present,
-        }
-        if with_instances:
-            obj = np.asarray(Image.open(os.path.join(root, "SegmentationObject", name + ".png")))
-            cls_map = np.asarray(Image.open(os.path.join(root, "SegmentationClass", name + ".png")))
-            annos = []
-            for inst in np.unique(obj):
-                if inst == 0 or inst == 255:
-                    continue
-                mask = obj == inst
-                rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
-                rle["counts"] = rle["counts"].decode("ascii")
-                annos.append(
-                    {
-                        "bbox": mask_util.toBbox(rle).tolist(),
-                        "bbox_mode": BoxMode.XYWH_ABS,
-                        "category_id": int(np.bincount(cls_map[mask]).argmax()) - 1,
-                        "segmentation": rle,
-                        "iscrowd": 0,
-                    }
-                )
-            d["annotations"] = annos
-            d["sem_seg_file_name"] = os.path.join(root, "SegmentationClass", name + ".png")
-        dicts.append(d)
-    return dicts
-
-
-def register_voc2012_seg(root: str = None) -> None:
-    """Register ``voc_2012_seg_train_aug`` (image labels; 10,582 images), ``voc_2012_seg_train`` and
-    ``voc_2012_seg_val`` (instances from SegmentationObject, evaluator ``coco``). Lazy: nothing is
-    read until ``DatasetCatalog.get``; a clear FileNotFoundError then says what is missing."""
-    root = root or os.path.join(os.getenv("DETECTRON2_DATASETS", "datasets"), "VOC2012")
-    for split, with_instances in (("train_aug", False), ("train", True), ("val", True)):
-        name = f"voc_2012_seg_{split}"
-        if name in DatasetCatalog.list():
-            continue
-        DatasetCatalog.register(
-            name, lambda s=split, w=with_instances: load_voc_seg(root, s, w)
-        )
-        MetadataCatalog.get(name).set(
-            thing_classes=VOC_CLASSES,
-            image_root=os.path.join(root, "JPEGImages"),
-            evaluator_type="coco",
-        )
-
-
-register_voc2012_seg()
