@@ -23,6 +23,10 @@ from detectron2.projects.deeplab import build_lr_scheduler as build_lr_scheduler
 
 from ..data import build_mapper
 from ..data.checks import CheckedMapper
+from ..evaluation.cityscapes import (
+    CityscapesInstanceEvaluatorNumPy2,
+    CityscapesSemSegEvaluatorNumPy2,
+)
 from .checkpoint import SafeCheckpointer
 
 logger = logging.getLogger(__name__)
@@ -66,21 +70,15 @@ def build_evaluator_for_dataset(cfg, dataset_name: str, output_folder: str):
         )
     if evaluator_type in ("cityscapes_instance", "cityscapes_sem_seg"):
         try:
-            from detectron2.evaluation import (
-                CityscapesInstanceEvaluator,
-                CityscapesSemSegEvaluator,
-            )
             import cityscapesscripts  # noqa: F401
         except ImportError as e:
             raise ImportError(
-                f"Evaluating {dataset_name} needs `pip install cityscapesscripts` ({e})"
+                f"Evaluating {dataset_name} needs cityscapesscripts, which tools/setup_venv.sh "
+                f"installs (or `pip install cityscapesscripts`): {e}"
             ) from e
-        cls = (
-            CityscapesInstanceEvaluator
-            if evaluator_type == "cityscapes_instance"
-            else CityscapesSemSegEvaluator
-        )
-        return cls(dataset_name)
+        if evaluator_type == "cityscapes_instance":
+            return CityscapesInstanceEvaluatorNumPy2(dataset_name)
+        return CityscapesSemSegEvaluatorNumPy2(dataset_name)
     raise NotImplementedError(
         f"No evaluator for dataset {dataset_name!r} with evaluator_type {evaluator_type!r}; "
         "set MetadataCatalog.get(name).evaluator_type to coco, sem_seg, cityscapes_instance or "
@@ -95,10 +93,14 @@ class Trainer(DefaultTrainer):
     - evaluators are chosen by each test set's ``evaluator_type``;
     - ``SOLVER.LR_SCHEDULER_NAME`` may also be ``WarmupPolyLR`` (the papers' poly schedule);
     - multi-process training works on CPU (gloo, DDP without device ids);
-    - checkpoints are crash-safe (:class:`SafeCheckpointer`).
+    - checkpoints are crash-safe (:class:`SafeCheckpointer`);
+    - the evaluator of every test set is built before anything else, so that a missing evaluation
+      dependency or test file stops the run at once, not at the first evaluation.
     """
 
     def __init__(self, cfg):
+        for name in cfg.DATASETS.TEST:
+            self.build_evaluator(cfg, name)
         with _ddp_without_device_ids_on_cpu(cfg):
             super().__init__(cfg)
 
