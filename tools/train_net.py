@@ -8,17 +8,21 @@
     python tools/train_net.py --config-file configs/shapes/mask_rcnn_R18_FPN.yaml \
         --dataset mine_train:mine/train.json:mine/images --dataset mine_val:mine/val.json:mine/images \
         DATASETS.TRAIN "('mine_train',)" DATASETS.TEST "('mine_val',)"
+    python tools/train_net.py --config-file CFG --check-data    # what CFG needs, and what is here
 
+Before building anything, the datasets' files and MODEL.WEIGHTS are checked (a missing one stops the
+run with the path and how to prepare it); the Trainer then builds the evaluator of every test set.
 On success the final evaluation results are also written to OUTPUT_DIR/results.json.
 """
 import json
 import os
+import sys
 
 import d2_instseg  # noqa: F401  (registers models and datasets)
 from detectron2.engine import default_argument_parser, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
-from d2_instseg.engine import SafeCheckpointer, Trainer, setup_cfg
+from d2_instseg.engine import SafeCheckpointer, Trainer, requirements_report, setup_cfg
 
 
 def argument_parser():
@@ -29,6 +33,12 @@ def argument_parser():
         default=[],
         metavar="NAME:JSON:IMAGE_DIR",
         help="register a COCO-format instances dataset under NAME (repeatable)",
+    )
+    parser.add_argument(
+        "--check-data",
+        action="store_true",
+        help="list the files the config's datasets and weights need, present or missing, and exit "
+        "(status 0 if all are present, 1 otherwise)",
     )
     return parser
 
@@ -55,6 +65,12 @@ def main(args):
 
 if __name__ == "__main__":
     args = argument_parser().parse_args()
+    if args.check_data:
+        ok, report = requirements_report(
+            setup_cfg(args, run_default_setup=False, check_data=False), resume=args.resume
+        )
+        print(report)
+        sys.exit(0 if ok else 1)
     print("Command Line Args:", args)
     launch(
         main,

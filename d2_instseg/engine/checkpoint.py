@@ -14,6 +14,8 @@ from typing import Any, Dict, List
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
+from .weights import check_weights_reachable
+
 logger = logging.getLogger(__name__)
 
 
@@ -83,6 +85,7 @@ class SafeCheckpointer(DetectionCheckpointer):
 
     def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
         if not (resume and self.has_checkpoint()):
+            check_weights_reachable(path)
             return super().resume_or_load(path, resume=resume)
         for stale in glob.glob(os.path.join(self.save_dir, "*.pth.tmp")):
             logger.warning(f"Removing {stale}: a save interrupted before it completed")

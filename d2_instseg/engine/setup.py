@@ -1,6 +1,8 @@
 """Turning command-line arguments into a checked config: datasets present, class counts, device."""
+import importlib.util
 import logging
 import os
+from typing import List, Tuple
 
 import torch
 from detectron2.config import CfgNode, get_cfg
@@ -9,6 +11,8 @@ from detectron2.engine import default_setup
 
 from ..config import add_d2_instseg_config
 from ..data import register_user_datasets
+from ..data.presence import dataset_status
+from .weights import check_weights_reachable, weights_status
 
 logger = logging.getLogger(__name__)
 
@@ -21,11 +25,21 @@ THING_CLASS_KEYS = (
     "MODEL.IRNET.NUM_CLASSES",
 )
 STUFF_CLASS_KEYS = ("MODEL.SEM_SEG_HEAD.NUM_CLASSES",)
-# Metadata fields that name files or folders a dataset reads from.
-_PATH_FIELDS = ("json_file", "image_root", "image_dir", "gt_dir", "sem_seg_root", "panoptic_root")
+# The class-count keys each meta-architecture reads (an unknown one: every key counts as read).
+_KEYS_READ = {
+    "GeneralizedRCNN": ("MODEL.ROI_HEADS.NUM_CLASSES",),
+    "PanopticFPN": ("MODEL.ROI_HEADS.NUM_CLASSES", "MODEL.SEM_SEG_HEAD.NUM_CLASSES"),
+    "RetinaNet": ("MODEL.RETINANET.NUM_CLASSES",),
+    "CenterMaskPoint": ("MODEL.CENTERMASK.NUM_CLASSES",),
+    "SpatialEmbeddings": ("MODEL.SPATIAL_EMBED.NUM_CLASSES",),
+    "IRNetCAM": ("MODEL.IRNET.NUM_CLASSES",),
+    "IRNetRelations": ("MODEL.IRNET.NUM_CLASSES",),
+    "SemanticSegmentor": ("MODEL.SEM_SEG_HEAD.NUM_CLASSES",),
+    "CPNetSegmentor": ("MODEL.SEM_SEG_HEAD.NUM_CLASSES",),
+}
 
 
-def _get_key(cfg: CfgNode, key: str):
+def get_key(cfg: CfgNode, key: str):
     node = cfg
     for part in key.split("."):
         if not isinstance(node, CfgNode) or part not in node:
@@ -43,27 +57,58 @@ def _set_key(cfg: CfgNode, key: str, value) -> None:
 
 
 def check_datasets_present(cfg: CfgNode) -> None:
-    """Raise FileNotFoundError naming the dataset, the missing path and the CPU alternative."""
-    for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
-        meta = MetadataCatalog.get(name)
-        if meta.get("shapes_spec", None) is not None:
-            continue  # generated on first use
-        for field in _PATH_FIELDS:
-            path = meta.get(field, None)
-            if path and not os.path.exists(path):
-                root = os.getenv("DETECTRON2_DATASETS", "datasets")
-                raise FileNotFoundError(
-                    f"Dataset {name!r} is not on this machine: its {field} {path!r} does not exist. "
-                    f"Detectron2 looks for builtin datasets under $DETECTRON2_DATASETS (now {root!r}); "
-                    "see Detectron2's datasets/README.md for the expected layout. To run on the "
-                    "built-in synthetic data instead, use a config from configs/shapes/ "
-                    "(e.g. configs/shapes/mask_rcnn_R18_FPN.yaml)."
-                )
+    """Raise FileNotFoundError naming every missing file of DATASETS.TRAIN and DATASETS.TEST, where
+    Detectron2 looks for it and how to prepare it (:func:`d2_instseg.data.dataset_status`)."""
+    missing = [s for s in map(dataset_status, dataset_names(cfg)) if not s.present]
+    if missing:
+        root = os.getenv("DETECTRON2_DATASETS", "datasets")
+        raise FileNotFoundError(
+            "Datasets of this config are not on this machine (Detectron2 looks for builtin "
+            f"datasets under $DETECTRON2_DATASETS, now {root!r}):\n"
+            + "\n".join(s.describe() for s in missing)
+            + "\nTo run on the built-in synthetic data instead, use a config from configs/shapes/ "
+            "(e.g. configs/shapes/mask_rcnn_R18_FPN.yaml); `tools/train_net.py --check-data "
+            "--config-file CFG` lists what a config needs."
+        )
+
+
+def requirements_report(cfg: CfgNode, resume: bool = False) -> Tuple[bool, str]:
+    """(all present, text): for every dataset of the config what it needs on disk, where Detectron2
+    looks and how to prepare what is missing; MODEL.WEIGHTS; the evaluators' extra packages."""
+    ok, lines = True, [f"DETECTRON2_DATASETS = {os.getenv('DETECTRON2_DATASETS', 'datasets')!r}"]
+    for status in map(dataset_status, dataset_names(cfg)):
+        ok &= status.present
+        lines.append(status.describe())
+    if resume and has_checkpoint(cfg.OUTPUT_DIR):
+        lines.append(f"MODEL.WEIGHTS: not used (--resume continues from {cfg.OUTPUT_DIR})")
+    else:
+        weights_ok, where = weights_status(cfg.MODEL.WEIGHTS)
+        ok &= weights_ok
+        state = "ok" if weights_ok else "MISSING"
+        lines.append(f"MODEL.WEIGHTS {cfg.MODEL.WEIGHTS!r}: {state} ({where})")
+    for name in cfg.DATASETS.TEST:
+        evaluator = MetadataCatalog.get(name).get("evaluator_type", None)
+        if evaluator in ("cityscapes_instance", "cityscapes_sem_seg"):
+            found = importlib.util.find_spec("cityscapesscripts") is not None
+            ok &= found
+            lines.append(
+                f"evaluator of {name} ({evaluator}): "
+                + ("ok" if found else "MISSING: pip install cityscapesscripts")
+            )
+    return ok, "\n".join(lines)
+
+
+def dataset_names(cfg: CfgNode) -> List[str]:
+    """DATASETS.TRAIN, DATASETS.TEST and the IRNet pipeline's ground-truth set, without repeats."""
+    names = [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST]
+    gt = get_key(cfg, "MODEL.IRNET.PIPELINE.GT_DATASET")
+    return list(dict.fromkeys(names + ([gt] if gt else [])))
 
 
 def sync_num_classes(cfg: CfgNode) -> None:
-    """Set every NUM_CLASSES key the config has to the training set's class count (with a warning
-    when it changes), so a config written for one dataset trains on another."""
+    """Set every NUM_CLASSES key the config has to the training set's class count, so a config
+    written for one dataset trains on another. A change of a key the model reads is a warning;
+    the other methods' keys change silently (debug log)."""
     if not cfg.DATASETS.TRAIN:
         return
     meta = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])
@@ -72,11 +117,13 @@ def sync_num_classes(cfg: CfgNode) -> None:
         if classes is None:
             continue
         for key in keys:
-            current = _get_key(cfg, key)
+            current = get_key(cfg, key)
             if current is not None and current != len(classes):
-                logger.warning(
+                read = key in _KEYS_READ.get(cfg.MODEL.META_ARCHITECTURE, (key,))
+                logger.log(
+                    logging.WARNING if read else logging.DEBUG,
                     f"{key}={current} but {cfg.DATASETS.TRAIN[0]!r} has {len(classes)} {field}; "
-                    f"using {len(classes)}"
+                    f"using {len(classes)}",
                 )
                 _set_key(cfg, key, len(classes))
 
@@ -97,7 +144,7 @@ def check_dataset_classes(cfg: CfgNode, *, eval_only: bool = False) -> None:
         lists = {n: list(c) for n in names if (c := MetadataCatalog.get(n).get(field, None))}
         if eval_only:
             for name, classes in lists.items():
-                differ = [k for k in keys if _get_key(cfg, k) not in (None, len(classes))]
+                differ = [k for k in keys if get_key(cfg, k) not in (None, len(classes))]
                 if differ:
                     logger.warning(
                         f"{', '.join(differ)} differ from the {len(classes)} {field} of test set "
@@ -118,7 +165,9 @@ def setup_cfg(args, *, run_default_setup: bool = True, check_data: bool = True) 
     """Config from Detectron2-style ``args`` (config_file, opts, and our ``dataset`` list).
 
     ``run_default_setup`` runs Detectron2's ``default_setup`` (logging, OUTPUT_DIR, seeds);
-    ``check_data`` checks that the training and test sets are on disk (not needed for a demo).
+    ``check_data`` checks, before anything is built, that the training and test sets are on disk
+    and that MODEL.WEIGHTS is reachable (unless ``--resume`` finds a checkpoint to continue from);
+    not needed for a demo.
     """
     cfg = get_cfg()
     add_d2_instseg_config(cfg)
@@ -137,4 +186,12 @@ def setup_cfg(args, *, run_default_setup: bool = True, check_data: bool = True) 
         default_setup(cfg, args)
     if check_data:
         check_datasets_present(cfg)
+        if not (getattr(args, "resume", False) and has_checkpoint(cfg.OUTPUT_DIR)):
+            check_weights_reachable(cfg.MODEL.WEIGHTS)
     return cfg
+
+
+def has_checkpoint(output_dir: str) -> bool:
+    """Whether ``--resume`` would continue from a checkpoint in ``output_dir`` (Detectron2's
+    ``last_checkpoint`` tag) instead of loading MODEL.WEIGHTS."""
+    return os.path.isfile(os.path.join(output_dir, "last_checkpoint"))

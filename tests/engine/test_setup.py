@@ -77,10 +77,14 @@ def test_train_net_with_user_dataset(tmp_path):
         assert "NUM_CLASSES: 2" in f.read()
 
 
-def test_missing_dataset_message_points_to_shapes(tmp_path):
+def test_missing_dataset_message_names_the_file_its_preparation_and_shapes(tmp_path):
     cfg = shapes_cfg("configs/shapes/mask_rcnn_R18_FPN.yaml", "DATASETS.TRAIN", "('coco_2017_train',)")
-    with pytest.raises(FileNotFoundError, match="coco_2017_train.*DETECTRON2_DATASETS.*configs/shapes"):
+    with pytest.raises(FileNotFoundError) as error:
         check_datasets_present(cfg)
+    message = str(error.value)
+    assert "$DETECTRON2_DATASETS" in message and "coco_2017_train: MISSING" in message
+    assert "coco/annotations/instances_train2017.json" in message and "cocodataset.org" in message
+    assert "configs/shapes" in message and "shapes_val" not in message  # generated: never missing
 
 
 def test_setup_cfg_falls_back_to_cpu_and_checks_config_path():
