@@ -13,7 +13,7 @@ import sys
 
 from detectron2.engine import default_argument_parser
 
-from d2_instseg.engine import setup_cfg
+from d2_instseg.engine import check_weights_reachable, setup_cfg
 from d2_instseg.irnet import STEPS, IRNetPipeline, parse_steps
 
 
@@ -27,8 +27,10 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     steps = parse_steps(args.steps)
-    cfg = setup_cfg(args)
+    cfg = setup_cfg(args)  # checks the datasets and the CAM step's MODEL.WEIGHTS
     pipeline = IRNetPipeline(cfg)
+    if "maskrcnn" in steps:  # ... and the final Mask R-CNN's, before hours of the other steps
+        check_weights_reachable(pipeline.mask_rcnn_cfg().MODEL.WEIGHTS)
     pipeline.run(steps, resume=args.steps.strip() == "all")
     print(pipeline.write_summary())
     return 0

@@ -10,7 +10,9 @@ synthesize centroids, instance map, random walk -> COCO JSON + semantic PNGs    
 maskrcnn   Detectron2's Mask R-CNN trained on the pseudo labels (lead Trainer)  maskrcnn/
 ========== ==================================================================== ====================
 
-Each finished step writes ``steps/<step>.done``; ``all`` runs the steps not done yet, in order.
+A step writes ``steps/<step>.started`` when it starts and ``steps/<step>.done`` when it ends;
+``all`` runs the steps not done yet, in order, and continues a step that was started (see
+:meth:`IRNetPipeline.run`).
 Each step writes ``reports/<step>.json``; ``reports/summary.txt`` sums them up. The training images
 are seen only through :func:`data.image_label_dicts` (image-level labels); ground truth is read only
 by :mod:`quality` for the reports.
@@ -26,7 +28,6 @@ from typing import Dict, List, Sequence
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_train_loader
 from detectron2.data import detection_utils as utils
@@ -38,6 +39,7 @@ from fvcore.common.param_scheduler import PolynomialDecayParamScheduler
 from PIL import Image
 from tqdm import tqdm
 
+from ..engine.checkpoint import SafeCheckpointer
 from .cam import IRNetCAM, cam_semantic_prediction, multiscale_cams
 from .config import check_irnet_config
 from .data import (
@@ -70,6 +72,11 @@ def parse_steps(spec: str) -> List[str]:
 
 def _stem(file_name: str) -> str:
     return os.path.splitext(os.path.basename(file_name))[0]
+
+
+def _write_json(path: str, obj) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)
 
 
 def _train(model, dicts, mapper, param_groups, node, cfg, log_dir: str) -> Dict:
@@ -112,12 +119,33 @@ def _train(model, dicts, mapper, param_groups, node, cfg, log_dir: str) -> Dict:
     return {"iterations": max_iter, "train_time_s": time.perf_counter() - start, "losses": losses}
 
 
+def _atomic(path: str, write) -> None:
+    """``write(tmp)`` then rename to ``path``: a step killed mid-write leaves no truncated file for a
+    resumed run to trust."""
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.tmp{ext}"
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_cams(path: str, pack: Dict[str, torch.Tensor]) -> None:
+    """Write :func:`multiscale_cams`' output as plain arrays (``.npz``, no pickle)."""
+    arrays = {k: v.cpu().numpy() for k, v in pack.items()}
+    _atomic(path, lambda tmp: np.savez(tmp, **arrays))
+
+
+def load_cams(path: str) -> Dict[str, np.ndarray]:
+    """``keys`` (K,) int64, ``cam`` (K, h4, w4) and ``high_res`` (K, H, W) float32 of one image."""
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in ("keys", "cam", "high_res")}
+
+
 def _relation_label_worker(args) -> str:
     image_path, cam_path, out_path, params = args
     image = utils.read_image(image_path, format="RGB")
-    pack = np.load(cam_path, allow_pickle=True).item()
+    pack = load_cams(cam_path)
     label = confident_relation_label(image, pack["high_res"], pack["keys"].tolist(), **params)
-    Image.fromarray(label).save(out_path)
+    _atomic(out_path, lambda tmp: Image.fromarray(label).save(tmp))
     return out_path
 
 
@@ -133,6 +161,7 @@ class IRNetPipeline:
         self.pseudo_name = self.train_name + cfg.MODEL.IRNET.PIPELINE.PSEUDO_SUFFIX
         self._dicts = None
         self._gt = None
+        self.resume = False
 
     # ------------------------------------------------------------------ bookkeeping
     def path(self, *parts: str) -> str:
@@ -146,7 +175,7 @@ class IRNetPipeline:
         return p
 
     def is_done(self, step: str) -> bool:
-        return os.path.isfile(os.path.join(self.root, "steps", f"{step}.done"))
+        return os.path.isfile(self._marker(step, "done"))
 
     @property
     def dicts(self) -> List[Dict]:
@@ -168,7 +197,11 @@ class IRNetPipeline:
         return self._gt or None
 
     def run(self, steps: Sequence[str], resume: bool = True) -> Dict[str, Dict]:
-        """Run ``steps`` in order; with ``resume``, steps already done are skipped."""
+        """Run ``steps`` in order. With ``resume``, steps already done are skipped, and a step that
+        was started and stopped half-way continues: a model it finished training is loaded instead
+        of retrained, the per-image outputs that model already wrote are kept, and Mask R-CNN
+        resumes from its last checkpoint. Without ``resume`` every step named runs from the start.
+        A step that runs clears the markers of the steps after it (their inputs change)."""
         reports = {}
         for step in steps:
             if resume and self.is_done(step):
@@ -177,17 +210,29 @@ class IRNetPipeline:
             missing = [s for s in STEPS[: STEPS.index(step)] if not self.is_done(s)]
             if missing and not all(s in steps for s in missing):
                 raise RuntimeError(f"IRNet step {step!r} needs step(s) {missing} done first")
-            logger.info(f"IRNet step {step!r} starts")
+            self.resume = resume and os.path.isfile(self._marker(step, "started"))
+            logger.info(f"IRNet step {step!r} {'resumes' if self.resume else 'starts'}")
+            for later in STEPS[STEPS.index(step) + 1 :]:
+                for kind in ("started", "done"):
+                    if os.path.isfile(self._marker(later, kind)):
+                        os.remove(self._marker(later, kind))
+            self._stamp(step, "started")
             start = time.perf_counter()
             report = getattr(self, f"step_{step}")()
             report["wall_time_s"] = time.perf_counter() - start
-            with open(self.path("reports", f"{step}.json"), "w") as f:
-                json.dump(report, f, indent=2)
-            with open(self.path("steps", f"{step}.done"), "w") as f:
-                f.write(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
+            report["resumed"] = self.resume
+            _atomic(self.path("reports", f"{step}.json"), lambda tmp: _write_json(tmp, report))
+            self._stamp(step, "done")
             reports[step] = report
             self.write_summary()
         return reports
+
+    def _marker(self, step: str, kind: str) -> str:
+        return os.path.join(self.root, "steps", f"{step}.{kind}")
+
+    def _stamp(self, step: str, kind: str) -> None:
+        with open(self.path("steps", f"{step}.{kind}"), "w") as f:
+            f.write(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
 
     def write_summary(self) -> str:
         lines = [f"IRNet pipeline on {self.train_name} ({self.root})"]
@@ -214,7 +259,7 @@ class IRNetPipeline:
         return cfg
 
     def _cam_path(self, d: Dict) -> str:
-        return self.path("cam", "cams", _stem(d["file_name"]) + ".npy")
+        return self.path("cam", "cams", _stem(d["file_name"]) + ".npz")
 
     def _relation_path(self, d: Dict) -> str:
         return self.path("ir_label", "labels", _stem(d["file_name"]) + ".png")
@@ -224,37 +269,66 @@ class IRNetPipeline:
         return image_to_tensor(image).to(device)
 
     # ------------------------------------------------------------------ steps
+    def _trained(self, step: str, model, train) -> Dict:
+        """Train ``model`` with ``train()`` (returns the training report) and save it as
+        ``<step>/model_final.pth``; when resuming and that file exists, load it instead. Returns the
+        training report, with ``reused_model`` True if the model was loaded."""
+        final = os.path.join(self.root, step, "model_final.pth")
+        report_file = os.path.join(self.root, step, "train_report.json")
+        if self.resume and os.path.isfile(final) and os.path.isfile(report_file):
+            logger.info(f"IRNet step {step!r}: resuming with the trained {final}")
+            SafeCheckpointer(model).load(final)
+            with open(report_file) as f:
+                return dict(json.load(f), reused_model=True)
+        report = train()
+        SafeCheckpointer(model, save_dir=self.folder(step)).save("model_final")
+        _atomic(report_file, lambda tmp: _write_json(tmp, report))
+        return dict(report, reused_model=False)
+
+    def _todo(self, report: Dict, paths: List[str]) -> List[bool]:
+        """Which per-image outputs to (re)compute: all of them, unless the step reuses its trained
+        model (``report["reused_model"]``), when the files already written by it are kept."""
+        if not report["reused_model"]:
+            return [True] * len(paths)
+        return [not os.path.isfile(p) for p in paths]
+
     def step_cam(self) -> Dict:
         cfg = self._model_cfg("IRNetCAM")
         node = cfg.MODEL.IRNET.CAM
         model = build_model(cfg)
-        if cfg.MODEL.WEIGHTS:
-            DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-        head = set(model.head_parameters())
-        groups = [
-            {"params": [p for p in model.parameters() if p.requires_grad and p not in head]},
-            {"params": list(head), "lr": node.BASE_LR * node.HEAD_LR_MULT},
-        ]
-        log_dir = self.folder("cam", "log")
-        report = _train(model, self.dicts, IRNetCAMMapper(cfg, True), groups, node, cfg, log_dir)
-        DetectionCheckpointer(model, save_dir=self.folder("cam")).save("model_final")
+
+        def train():
+            if cfg.MODEL.WEIGHTS:
+                SafeCheckpointer(model).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
+            head = set(model.head_parameters())
+            groups = [
+                {"params": [p for p in model.parameters() if p.requires_grad and p not in head]},
+                {"params": list(head), "lr": node.BASE_LR * node.HEAD_LR_MULT},
+            ]
+            mapper = IRNetCAMMapper(cfg, True)
+            return _train(model, self.dicts, mapper, groups, node, cfg, self.folder("cam", "log"))
+
+        report = self._trained("cam", model, train)
         model.eval()
         device = model.pixel_mean.device
         gt = self.gt
         confusion = ConfusionMatrix(len(self.thing_classes) + 1)
-        for d in tqdm(self.dicts, desc="IRNet: CAMs"):
-            pack = multiscale_cams(
-                model, self._read_image(d, device), d["image_labels"], cfg.MODEL.IRNET.CAM.SCALES
-            )
-            np.save(self._cam_path(d), {k: v.cpu().numpy() for k, v in pack.items()})
-            if gt is not None and d["file_name"] in gt:
-                pred = cam_semantic_prediction(
-                    pack["high_res"], d["image_labels"], cfg.MODEL.IRNET.CAM.EVAL_THRESH
+        paths = [self._cam_path(d) for d in self.dicts]
+        todo = self._todo(report, paths)
+        for d, path, compute in tqdm(zip(self.dicts, paths, todo), total=len(paths), desc="IRNet: CAMs"):
+            if compute:
+                pack = multiscale_cams(
+                    model, self._read_image(d, device), d["image_labels"], node.SCALES
                 )
-                confusion.update(pred.cpu().numpy(), gt.semantic(d["file_name"]))
+                save_cams(path, pack)
+            if gt is not None and d["file_name"] in gt:
+                high_res = torch.as_tensor(load_cams(path)["high_res"])
+                pred = cam_semantic_prediction(high_res, d["image_labels"], node.EVAL_THRESH)
+                confusion.update(pred.numpy(), gt.semantic(d["file_name"]))
         if gt is not None:
             report["cam_miou"] = confusion.miou()
         report["num_images"] = len(self.dicts)
+        report["num_cams_reused"] = len(todo) - sum(todo)
         report.update(self._classifier_report(model))
         return report
 
@@ -291,7 +365,9 @@ class IRNetPipeline:
             },
         }
         jobs = [
-            (d["file_name"], self._cam_path(d), self._relation_path(d), params) for d in self.dicts
+            (d["file_name"], self._cam_path(d), self._relation_path(d), params)
+            for d in self.dicts
+            if not (self.resume and os.path.isfile(self._relation_path(d)))
         ]
         workers = max(1, self.cfg.DATALOADER.NUM_WORKERS)
         progress = dict(total=len(jobs), desc="IRNet: CRF")
@@ -314,39 +390,44 @@ class IRNetPipeline:
         frac = counts / max(1, counts.sum())
         report = {"bg_frac": frac[0], "fg_frac": frac[1], "unsure_frac": frac[2]}
         report = {k: float(v) for k, v in report.items()}
+        report["num_labels_reused"] = len(self.dicts) - len(jobs)
         if total:
             report["confident_pixel_acc"] = 100.0 * correct / total
         return report
 
     def _load_irnet(self, weights: str):
         model = build_model(self._model_cfg("IRNetRelations"))
-        DetectionCheckpointer(model).load(weights)
+        SafeCheckpointer(model).load(weights)
         return model
 
     def step_irn(self) -> Dict:
         cfg = self._model_cfg("IRNetRelations")
         node = cfg.MODEL.IRNET.IRN
         model = self._load_irnet(self.path("cam", "model_final.pth"))
-        disp = set(model.displacement_parameters())
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for p in trainable if p not in disp]},
-            {"params": list(disp), "lr": node.BASE_LR * node.DISPLACEMENT_LR_MULT},
-        ]
-        dicts = [dict(d, relation_label_file=self._relation_path(d)) for d in self.dicts]
-        mapper = IRNetRelationMapper(cfg, True)
-        report = _train(model, dicts, mapper, groups, node, cfg, self.folder("irn", "log"))
-        # The losses only constrain differences of D: remove its mean over the inferred images.
-        model.eval()
-        model.displacement_mean.zero_()
-        means = []
-        device = model.pixel_mean.device
-        with torch.no_grad():
-            for d in tqdm(self.dicts, desc="IRNet: mean displacement"):
-                out = model([{"image": self._read_image(d, device)}])[0]
-                means.append(out["displacement"].mean(dim=(1, 2)))
-        model.displacement_mean.copy_(torch.stack(means).mean(dim=0))
-        DetectionCheckpointer(model, save_dir=self.folder("irn")).save("model_final")
+
+        def train():
+            disp = set(model.displacement_parameters())
+            trainable = [p for p in model.parameters() if p.requires_grad]
+            groups = [
+                {"params": [p for p in trainable if p not in disp]},
+                {"params": list(disp), "lr": node.BASE_LR * node.DISPLACEMENT_LR_MULT},
+            ]
+            dicts = [dict(d, relation_label_file=self._relation_path(d)) for d in self.dicts]
+            mapper = IRNetRelationMapper(cfg, True)
+            report = _train(model, dicts, mapper, groups, node, cfg, self.folder("irn", "log"))
+            # The losses only constrain differences of D: remove its mean over the inferred images.
+            model.eval()
+            model.displacement_mean.zero_()
+            means = []
+            device = model.pixel_mean.device
+            with torch.no_grad():
+                for d in tqdm(self.dicts, desc="IRNet: mean displacement"):
+                    out = model([{"image": self._read_image(d, device)}])[0]
+                    means.append(out["displacement"].mean(dim=(1, 2)))
+            model.displacement_mean.copy_(torch.stack(means).mean(dim=0))
+            return report
+
+        report = self._trained("irn", model, train)
         report["displacement_mean"] = model.displacement_mean.tolist()
         return report
 
@@ -361,7 +442,7 @@ class IRNetPipeline:
         for d in tqdm(self.dicts, desc="IRNet: synthesize"):
             with torch.no_grad():
                 out = model([{"image": self._read_image(d, device)}])[0]
-            pack = np.load(self._cam_path(d), allow_pickle=True).item()
+            pack = load_cams(self._cam_path(d))
             semantic, instances = synthesize_image_labels(
                 torch.as_tensor(pack["cam"], device=device),
                 pack["keys"].tolist(),
@@ -377,9 +458,8 @@ class IRNetPipeline:
                 ins_bg_thresh=syn.INS_BG_THRESH,
                 min_area_frac=syn.MIN_AREA_FRAC,
             )
-            Image.fromarray(semantic).save(
-                self.path("pseudo", "sem_seg", _stem(d["file_name"]) + ".png")
-            )
+            sem_png = self.path("pseudo", "sem_seg", _stem(d["file_name"]) + ".png")
+            _atomic(sem_png, lambda tmp: Image.fromarray(semantic).save(tmp))
             image_id = len(images) + 1
             images.append(
                 {
@@ -419,8 +499,8 @@ class IRNetPipeline:
                 confusion.update(semantic, gt.semantic(d["file_name"]))
         categories = [{"id": i + 1, "name": n} for i, n in enumerate(self.thing_classes)]
         json_file = self.path("pseudo", "instances.json")
-        with open(json_file, "w") as f:
-            json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
+        coco = {"images": images, "annotations": annotations, "categories": categories}
+        _atomic(json_file, lambda tmp: _write_json(tmp, coco))
         self.register_pseudo()
         report = {
             "num_images": len(images),
@@ -486,7 +566,7 @@ class IRNetPipeline:
         with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
             f.write(cfg.dump())
         trainer = Trainer(cfg)
-        trainer.resume_or_load(resume=False)
+        trainer.resume_or_load(resume=self.resume)
         start = time.perf_counter()
         trainer.train()
         report = {"iterations": cfg.SOLVER.MAX_ITER, "train_time_s": time.perf_counter() - start}

@@ -12,8 +12,10 @@ def overlay_grid(
     pairs: Sequence[Tuple[Dict, Optional[Dict]]], metadata, out_png: str, height: int = 256
 ) -> np.ndarray:
     """Write ``out_png``: one row per (pseudo, ground truth) pair of dataset dicts of the same image
-    (``file_name`` and ``annotations`` as DatasetCatalog gives them; ground truth may be None), each
-    drawn with ``Visualizer.draw_dataset_dict`` and scaled to ``height`` px; rows padded with white
+    (``file_name`` and ``annotations`` as DatasetCatalog gives them; ground truth may be None), the
+    instances of each drawn with ``Visualizer.draw_dataset_dict`` (only ``annotations``: whatever
+    else a ground-truth dict carries, e.g. VOC's ``sem_seg_file_name``, is not drawn, and
+    ``metadata`` needs only ``thing_classes``) and scaled to ``height`` px; rows padded with white
     to the widest. Returns the (rows x height, W, 3) uint8 RGB grid."""
     if not pairs:
         raise ValueError(f"overlay_grid: no images to draw into {out_png!r}")
@@ -23,7 +25,7 @@ def overlay_grid(
         scale = height / image.shape[0]
         width = max(1, round(image.shape[1] * scale))
         tiles = [
-            Visualizer(image, metadata).draw_dataset_dict(d).get_image()
+            Visualizer(image, metadata).draw_dataset_dict(_instances_only(d)).get_image()
             for d in (pseudo, gt)
             if d is not None
         ]
@@ -34,3 +36,7 @@ def overlay_grid(
     )
     cv2.imwrite(out_png, grid[:, :, ::-1])
     return grid
+
+
+def _instances_only(dataset_dict: Dict) -> Dict:
+    return {"annotations": dataset_dict.get("annotations", [])}

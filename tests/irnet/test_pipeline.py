@@ -11,7 +11,10 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from d2_instseg.engine import sync_num_classes
-from d2_instseg.irnet import STEPS, IRNetPipeline, parse_steps
+import pytest
+
+from d2_instseg.irnet import STEPS, IRNetPipeline, multiscale_cams, parse_steps
+from d2_instseg.irnet import pipeline as pipeline_module
 
 TINY = [
     "DATASETS.TRAIN", ("shapes_tiny_train",),
@@ -35,15 +38,34 @@ def test_parse_steps():
     assert parse_steps("synthesize, cam") == ["cam", "synthesize"]
 
 
-def test_pipeline_end_to_end_tiny(shapes_cfg, tmp_path):
+def test_pipeline_end_to_end_tiny(shapes_cfg, tmp_path, monkeypatch):
     cfg = shapes_cfg
     cfg.merge_from_list(TINY)
     cfg.OUTPUT_DIR = str(tmp_path)
     sync_num_classes(cfg)
     cfg.freeze()
     pipeline = IRNetPipeline(cfg)
+
+    # the cam step dies half-way through its CAMs (after training); "all" again continues it with
+    # the trained model and the 10 CAM files it wrote, then runs every other step
+    calls = []
+
+    def failing_cams(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 10:
+            raise RuntimeError("killed half-way")
+        return multiscale_cams(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "multiscale_cams", failing_cams)
+    with pytest.raises(RuntimeError, match="half-way"):
+        pipeline.run(parse_steps("all"))
+    assert not pipeline.is_done("cam") and len(os.listdir(tmp_path / "cam" / "cams")) == 10
+    monkeypatch.undo()
     reports = pipeline.run(parse_steps("all"))
     assert list(reports) == list(STEPS)
+    assert reports["cam"]["resumed"] and reports["cam"]["reused_model"]
+    assert reports["cam"]["num_cams_reused"] == 10 and not reports["ir_label"]["resumed"]
+    assert len(os.listdir(tmp_path / "cam" / "cams")) == 64
     assert all(os.path.isfile(tmp_path / "steps" / f"{s}.done") for s in STEPS)
 
     # pseudo labels: a COCO JSON pycocotools loads, one image entry per training image, RLE masks
@@ -74,5 +96,7 @@ def test_pipeline_end_to_end_tiny(shapes_cfg, tmp_path):
         assert json.load(f)["num_images"] == 64
     assert "synthesize" in (tmp_path / "reports" / "summary.txt").read_text()
 
-    # resume: "all" again runs nothing
+    # resume: "all" again runs nothing; running one step again clears the markers of the later ones
     assert pipeline.run(parse_steps("all")) == {}
+    pipeline.run(parse_steps("synthesize"), resume=False)
+    assert pipeline.is_done("synthesize") and not pipeline.is_done("maskrcnn")

@@ -31,7 +31,10 @@ def test_multilabel_scores_perfect_and_shape_error():
 
 def test_overlay_grid_rows_and_drawn_mask(tmp_path):
     """A 100x200 grey image with one 40x40 square instance, drawn next to itself as ground truth at
-    height 50: a (50, 200, 3) grid; pixels inside the square change, a far corner does not."""
+    height 50: a (50, 200, 3) grid; pixels inside the square change, a far corner does not. The
+    ground truth also names a semantic label PNG (as VOC's dicts do) whose far corner is class 1,
+    and the metadata has no ``stuff_classes``: only instances are drawn, so that corner stays grey
+    (drawing the label map needed ``stuff_classes`` and crashed the IRNet synthesize step)."""
     import cv2
     import pycocotools.mask as mask_util
     from detectron2.data import MetadataCatalog
@@ -47,9 +50,13 @@ def test_overlay_grid_rows_and_drawn_mask(tmp_path):
     ann = {"bbox": [80, 30, 40, 40], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0,
            "segmentation": rle}  # fmt: skip
     d = {"file_name": image_path, "height": 100, "width": 200, "annotations": [ann]}
+    label = np.zeros((100, 200), np.uint8)
+    label[:10, :10] = 1
+    cv2.imwrite(str(tmp_path / "label.png"), label)
+    gt = dict(d, sem_seg_file_name=str(tmp_path / "label.png"))
     meta = MetadataCatalog.get("overlay_grid_test").set(thing_classes=["square"])
     out = str(tmp_path / "grid.png")
-    grid = overlay_grid([(d, d)], meta, out, height=50)
+    grid = overlay_grid([(d, gt)], meta, out, height=50)
     assert grid.shape == (50, 200, 3) and cv2.imread(out).shape == (50, 200, 3)
     for left in (0, 100):  # pseudo tile, then ground-truth tile (each 50 x 100)
         assert np.abs(grid[25, left + 50].astype(int) - 128).max() > 10  # inside the square
