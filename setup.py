@@ -6,5 +6,9 @@ setup(
     description="Detectron2 plugin: CenterMask (point), Spatial Embeddings, CPNet, IRNet",
     packages=find_packages(exclude=("tests", "tests.*", "tools", "configs")),
     python_requires=">=3.10",
-    install_requires=["fvcore", "pycocotools", "opencv-python-headless", "tqdm", "matplotlib"],
+    install_requires=[
+        "fvcore", "pycocotools", "opencv-python-headless", "tqdm", "matplotlib", "shapely",
+    ],
+    # Cityscapes data and evaluation (Detectron2's loader and evaluators import it)
+    extras_require={"cityscapes": ["cityscapesscripts"]},
 )
