@@ -18,15 +18,16 @@ For each config and input size, in a fresh process (so peak memory is its own), 
 
 ``--malloc reuse`` runs every row (the reference too) with glibc's allocator told to keep and reuse
 freed memory (``GLIBC_TUNABLES``, see MALLOC_REUSE): on CPU, full-resolution activations above
-glibc's 32 MiB mmap threshold otherwise cost a page fault per page on every forward. A serving process
-gets the same by starting with that environment variable (or jemalloc / tcmalloc preloaded).
+glibc's 32 MiB mmap threshold otherwise cost a page fault per page on every forward. A serving
+process gets the same by starting with that environment variable (or jemalloc / tcmalloc preloaded).
 
-The same run measures the machine's dense throughput (float32 matmul and 3x3 convolution with the same
-thread count): each model's achieved FLOP/s is reported as a fraction of it (the roofline column).
-Every figure is also given as a ratio to the Mask R-CNN row at the same size. Random weights are used
-unless MODEL.WEIGHTS is given (timings do not depend on them, except data-dependent post-processing,
-where trained weights are more realistic: pass them when you have them).
+The same run measures the machine's dense throughput (float32 matmul and 3x3 convolution with the
+same thread count): each model's achieved FLOP/s is reported as a fraction of it (the roofline
+column). Every figure is also given as a ratio to the Mask R-CNN row at the same size. Random
+weights are used unless MODEL.WEIGHTS is given (timings do not depend on them, except data-dependent
+post-processing, where trained weights are more realistic: pass them when you have them).
 """
+
 import argparse
 import json
 import os
@@ -41,7 +42,8 @@ sys.path.insert(0, REPO)
 REFERENCE = "detectron2://COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
 # glibc malloc settings of ``--malloc reuse``: serve every block from the heap (no mmap) and never
 # give freed memory back, so a tensor freed in one layer is reused by the next instead of each
-# large (> 32 MiB) tensor being a fresh mapping that page-faults on every 4 KiB page when first written.
+# large (> 32 MiB) tensor being a fresh mapping that page-faults on every 4 KiB page when first
+# written.
 MALLOC_REUSE = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296"
 
 
@@ -59,7 +61,7 @@ def load_cfg(config_file, opts, device):
     cfg = get_cfg()
     d2_instseg.add_d2_instseg_config(cfg)
     if config_file.startswith("detectron2://"):
-        cfg.merge_from_file(model_zoo.get_config_file(config_file[len("detectron2://"):]))
+        cfg.merge_from_file(model_zoo.get_config_file(config_file[len("detectron2://") :]))
     else:
         cfg.merge_from_file(config_file)
     cfg.merge_from_list(opts)
@@ -128,13 +130,12 @@ def count_flops(model, inputs):
 
 def train_speed(cfg, iters, size, batch):
     """Training iterations/s on the config's own mapper, with the shapes data as the input source,
-    resized to ``size`` (mappers that crop to a fixed size use their own crop) at ``batch`` images."""
-    import torch
-    from detectron2.data import MetadataCatalog, build_detection_train_loader
-    from detectron2.utils.events import EventStorage
+    resized to ``size`` (mappers that crop to a fixed size use their own crop) at ``batch`` images:
+    the median over ``iters`` steps (after 2 warm-up steps) of the step time without data loading,
+    through the project's training loop (SGD at lr 1e-4, momentum 0.9, constant)."""
+    from detectron2.data import MetadataCatalog
 
-    from d2_instseg.data import build_mapper
-    from d2_instseg.engine import Trainer
+    from d2_instseg.engine import Trainer, train_for
 
     cfg = cfg.clone()
     # (not "has stuff_classes": Cityscapes' instance splits carry them too)
@@ -148,24 +149,35 @@ def train_speed(cfg, iters, size, batch):
         # Random weights under frozen (identity) BatchNorm overflow in a deep ResNet within one
         # step; Detectron2's from-scratch recipes train with a real norm, and so do we here.
         cfg.MODEL.RESNETS.NORM = "BN"
+    s = cfg.SOLVER
+    s.OPTIMIZER, s.BASE_LR, s.MOMENTUM, s.MAX_ITER = "SGD", 1e-4, 0.9, iters + 2
+    s.LR_SCHEDULER_NAME, s.STEPS, s.WARMUP_ITERS = "WarmupMultiStepLR", (), 0
+    s.CLIP_GRADIENTS.ENABLED = False
     model = Trainer.build_model(cfg)
-    model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-    loader = iter(build_detection_train_loader(cfg, mapper=build_mapper(cfg, is_train=True)))
-    times = []
-    with EventStorage():
-        for i in range(iters + 2):
-            batch = next(loader)
-            synchronize(cfg.MODEL.DEVICE)
-            start = time.perf_counter()
-            losses = sum(model(batch).values())
-            optimizer.zero_grad()
-            losses.backward()
-            optimizer.step()
-            synchronize(cfg.MODEL.DEVICE)
-            if i >= 2:
-                times.append(time.perf_counter() - start)
-    return 1.0 / statistics.median(times)
+    timer = step_timer(cfg.MODEL.DEVICE)
+    train_for(cfg, model, Trainer.build_train_loader(cfg), extra_hooks=[timer])
+    return 1.0 / statistics.median(timer.times[2:])
+
+
+def step_timer(device):
+    """A training hook recording each step's time without data loading (``.times``), the device
+    synchronised around the step (CUDA kernels run asynchronously)."""
+    from detectron2.engine import HookBase
+
+    class StepTimer(HookBase):
+        def __init__(self):
+            self.times = []
+
+        def before_step(self):
+            synchronize(device)
+            self._start = time.perf_counter()
+
+        def after_step(self):
+            synchronize(device)
+            data_time = self.trainer.storage.history("data_time").latest()
+            self.times.append(time.perf_counter() - self._start - data_time)
+
+    return StepTimer()
 
 
 def worker(args):
@@ -190,8 +202,11 @@ def worker(args):
 
     def batch(n):
         return [
-            {"image": torch.randint(0, 256, (3, h, w), generator=gen).float().to(args.device),
-             "height": h, "width": w}
+            {
+                "image": torch.randint(0, 256, (3, h, w), generator=gen).float().to(args.device),
+                "height": h,
+                "width": w,
+            }
             for _ in range(n)
         ]
 
@@ -204,13 +219,18 @@ def worker(args):
     lo, med, hi = quartiles(totals)
     fwd = statistics.median(forwards)
     row = {
-        "config": args.config_file[0], "size": f"{h}x{w}", "device": args.device,
+        "config": args.config_file[0],
+        "size": f"{h}x{w}",
+        "device": args.device,
         "threads": torch.get_num_threads(),
-        "latency_ms": 1000 * med, "latency_iqr_ms": [1000 * lo, 1000 * hi],
-        "forward_ms": 1000 * fwd, "postprocess_ms": 1000 * (med - fwd),
+        "latency_ms": 1000 * med,
+        "latency_iqr_ms": [1000 * lo, 1000 * hi],
+        "forward_ms": 1000 * fwd,
+        "postprocess_ms": 1000 * (med - fwd),
         "postprocess_fraction": (med - fwd) / med,
         "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
-        "gflops": flops / 1e9, "achieved_gflops_per_s": flops / 1e9 / fwd,
+        "gflops": flops / 1e9,
+        "achieved_gflops_per_s": flops / 1e9 / fwd,
         "throughput": {},
         # Post-processing work depends on how many instances come out (random weights: few or none
         # for Mask R-CNN, whose mask head then does not run; up to top-K for CenterMask).
@@ -259,11 +279,29 @@ def dense_throughput(device, threads):
 
 
 def run_row(config, size, args):
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--config-file", config,
-           "--sizes", size, "--device", args.device, "--warmup", str(args.warmup),
-           "--iters", str(args.iters), "--train-iters", str(args.train_iters),
-           "--train-batch", str(args.train_batch), "--batch-sizes", *map(str, args.batch_sizes),
-           "--threads", str(args.threads)]  # a one-value option last: what follows is opts
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        "--config-file",
+        config,
+        "--sizes",
+        size,
+        "--device",
+        args.device,
+        "--warmup",
+        str(args.warmup),
+        "--iters",
+        str(args.iters),
+        "--train-iters",
+        str(args.train_iters),
+        "--train-batch",
+        str(args.train_batch),
+        "--batch-sizes",
+        *map(str, args.batch_sizes),
+        "--threads",
+        str(args.threads),
+    ]  # a one-value option last: what follows is opts
     cmd += args.reference_opts if config == REFERENCE else args.opts
     env = dict(os.environ)
     if args.malloc == "reuse":
@@ -271,13 +309,19 @@ def run_row(config, size, args):
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("BENCHMARK_ROW "):
-            return json.loads(line[len("BENCHMARK_ROW "):])
+            return json.loads(line[len("BENCHMARK_ROW ") :])
     raise RuntimeError(f"Benchmark of {config} at {size} failed:\n{proc.stderr[-3000:]}")
 
 
 def add_ratios(rows):
-    keys = ("latency_ms", "postprocess_ms", "peak_memory_MB", "params_M", "gflops",
-            "train_iters_per_s")
+    keys = (
+        "latency_ms",
+        "postprocess_ms",
+        "peak_memory_MB",
+        "params_M",
+        "gflops",
+        "train_iters_per_s",
+    )
     for row in rows:
         ref = next(r for r in rows if r["config"] == REFERENCE and r["size"] == row["size"])
         row["ratio_to_mask_rcnn"] = {k: row[k] / ref[k] for k in keys if k in row and ref.get(k)}
@@ -288,9 +332,11 @@ def _or_dash(value):
 
 
 def format_table(rows, peak):
-    header = ("| model | size | latency ms (IQR) | x Mask R-CNN | forward / post ms | post % | "
-              "instances | GFLOPs | achieved GFLOP/s | % of dense | params M | peak MB | "
-              "imgs/s at batch | train it/s |")
+    header = (
+        "| model | size | latency ms (IQR) | x Mask R-CNN | forward / post ms | post % | "
+        "instances | GFLOPs | achieved GFLOP/s | % of dense | params M | peak MB | "
+        "imgs/s at batch | train it/s |"
+    )
     lines = [header, "|" + "---|" * 14]
     for r in rows:
         name = "Mask R-CNN R50-FPN (reference)" if r["config"] == REFERENCE else r["config"]
@@ -318,7 +364,8 @@ def plot_latency(rows, out_png):
     for config in dict.fromkeys(r["config"] for r in rows):
         pts = sorted(
             (parse_size(r["size"])[0] * parse_size(r["size"])[1] / 1e6, r["latency_ms"])
-            for r in rows if r["config"] == config
+            for r in rows
+            if r["config"] == config
         )
         label = "Mask R-CNN R50-FPN" if config == REFERENCE else os.path.basename(config)
         ax.plot(*zip(*pts), marker="o", label=label)
@@ -344,19 +391,26 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps the default")
     parser.add_argument("--output", default="output/benchmark/benchmark.json")
     parser.add_argument(
-        "--malloc", choices=["default", "reuse"], default="default",
-        help="'reuse': run every row with glibc malloc keeping freed memory (GLIBC_TUNABLES=" +
-        MALLOC_REUSE + "); no effect without glibc",
+        "--malloc",
+        choices=["default", "reuse"],
+        default="default",
+        help="'reuse': run every row with glibc malloc keeping freed memory (GLIBC_TUNABLES="
+        + MALLOC_REUSE
+        + "); no effect without glibc",
     )
     parser.add_argument(
-        "--reference-opts", nargs="*", default=[], metavar="KEY VALUE",
+        "--reference-opts",
+        nargs="*",
+        default=[],
+        metavar="KEY VALUE",
         help="config pairs for the Mask R-CNN reference row only, e.g. "
         "MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.0 so that with random weights it returns its 100 "
         "detections and runs its mask head, as a trained model does on a crowded image",
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
-        "opts", nargs=argparse.REMAINDER,
+        "opts",
+        nargs=argparse.REMAINDER,
         help="config KEY VALUE pairs for every config but the reference",
     )
     args = parser.parse_args()
@@ -374,16 +428,23 @@ def main():
     best = max(peak.values())
     table = format_table(rows, best)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    result = {"device": args.device, "torch": torch.__version__, "cpu_count": os.cpu_count(),
-              "threads": rows[0]["threads"], "malloc": args.malloc, "dense_gflops_per_s": peak,
-              "rows": rows}
+    result = {
+        "device": args.device,
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "threads": rows[0]["threads"],
+        "malloc": args.malloc,
+        "dense_gflops_per_s": peak,
+        "rows": rows,
+    }
     with open(args.output, "w") as f:
         json.dump(result, f, indent=2)
     png = os.path.splitext(args.output)[0] + "_latency.png"
     plot_latency(rows, png)
-    print(f"\nDense throughput on {args.device} ({rows[0]['threads']} threads, malloc "
-          f"{args.malloc}): "
-          + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items()))
+    print(
+        f"\nDense throughput on {args.device} ({rows[0]['threads']} threads, malloc "
+        f"{args.malloc}): " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items())
+    )
     print(table)
     print(f"\nwrote {args.output} and {png}")
 

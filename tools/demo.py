@@ -1,14 +1,16 @@
 #!/usr/bin/env python
-"""Run a trained model on images, a folder, a video or a registered dataset; write Visualizer overlays.
+"""Run a trained model on images, a folder, a video or a registered dataset; write Visualizer
+overlays.
 
-    python tools/demo.py --config-file CFG --input img1.jpg img2.png --output out/ MODEL.WEIGHTS m.pth
+    python tools/demo.py --config-file CFG --input a.jpg b.png --output out/ MODEL.WEIGHTS m.pth
     python tools/demo.py --config-file CFG --input path/to/folder --output out/ MODEL.WEIGHTS m.pth
-    python tools/demo.py --config-file CFG --video-input clip.mp4 --output out.mp4 MODEL.WEIGHTS m.pth
-    python tools/demo.py --config-file CFG --from-dataset shapes_val --max-images 8 --output out/ ...
+    python tools/demo.py --config-file CFG --video-input in.mp4 --output out.mp4 MODEL.WEIGHTS m.pth
+    python tools/demo.py --config-file CFG --from-dataset shapes_val --max-images 8 --output out/
 
 Instance outputs are drawn with their class names, scores and masks; semantic outputs as a label
 overlay. Class names come from the metadata of the config's first test dataset.
 """
+
 import argparse
 import glob
 import os
@@ -50,7 +52,9 @@ def list_images(inputs):
     for path in inputs:
         if os.path.isdir(path):
             found = sorted(
-                f for f in glob.glob(os.path.join(path, "*")) if f.lower().endswith(IMAGE_EXTENSIONS)
+                f
+                for f in glob.glob(os.path.join(path, "*"))
+                if f.lower().endswith(IMAGE_EXTENSIONS)
             )
             if not found:
                 raise ValueError(f"--input folder {path!r} contains no images")

@@ -9,12 +9,14 @@
 ``--steps all`` resumes after the last finished step (markers in OUTPUT_DIR/steps); named steps are
 always (re)run. Reports: OUTPUT_DIR/reports/<step>.json and summary.txt.
 """
+
 import sys
 
 from detectron2.engine import default_argument_parser
 
 from d2_instseg.engine import check_weights_reachable, setup_cfg
-from d2_instseg.irnet import STEPS, IRNetPipeline, parse_steps
+from d2_instseg.irnet.pipeline import IRNetPipeline, parse_steps
+from d2_instseg.irnet.steps import STEPS
 
 
 def main(argv=None) -> int:

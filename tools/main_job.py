@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The README's main job (`make demo`): train and evaluate each method on the built-in shapes data.
 
-For every job: train with tools/train_net.py, evaluate on the test set, write Visualizer overlays of a
-few validation images and a loss-curve plot, then print one summary table of all jobs.
+For every job: train with tools/train_net.py, evaluate on the test set, write Visualizer overlays of
+a few validation images and a loss-curve plot, then print one summary table of all jobs.
 
     python tools/main_job.py                         # every job
     python tools/main_job.py --jobs mask_rcnn        # a subset
@@ -11,6 +11,7 @@ few validation images and a loss-curve plot, then print one summary table of all
 Outputs go to output/main_job/<job>/ (model, metrics.json, results.json, loss.png, vis/*.png) and
 output/main_job/summary.{json,md}.
 """
+
 import argparse
 import dataclasses
 import json
@@ -51,7 +52,9 @@ JOBS = [
 def run(cmd: List[str], log_path: str) -> None:
     print("$", " ".join(cmd), f"  (log: {log_path})", flush=True)
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         for line in proc.stdout:
             log.write(line)
             if "eta:" in line or "Evaluation results" in line or "Error" in line:
@@ -61,7 +64,12 @@ def run(cmd: List[str], log_path: str) -> None:
 
 
 def schedule_opts(iters: int) -> List[str]:
-    return ["SOLVER.MAX_ITER", str(iters), "SOLVER.STEPS", f"({int(iters * 0.75)},{int(iters * 0.92)})"]
+    return [
+        "SOLVER.MAX_ITER",
+        str(iters),
+        "SOLVER.STEPS",
+        f"({int(iters * 0.75)},{int(iters * 0.92)})",
+    ]
 
 
 def run_job(job: Job, out_root: str, iters: int, num_vis: int) -> dict:
@@ -71,39 +79,68 @@ def run_job(job: Job, out_root: str, iters: int, num_vis: int) -> dict:
     os.makedirs(out, exist_ok=True)
     opts = ["OUTPUT_DIR", out] + job.extra_opts + (schedule_opts(iters) if iters else [])
     start = time.time()
-    run([sys.executable, "tools/train_net.py", "--config-file", job.config] + opts, f"{out}/train.log")
+    run(
+        [sys.executable, "tools/train_net.py", "--config-file", job.config] + opts,
+        f"{out}/train.log",
+    )
     minutes = (time.time() - start) / 60
     weights = os.path.join(out, "model_final.pth")
     run(
-        [sys.executable, "tools/demo.py", "--config-file", job.config, "--from-dataset", job.vis_dataset,
-         "--max-images", str(num_vis), "--output", os.path.join(out, "vis"),
-         "--confidence-threshold", str(job.vis_threshold), "MODEL.WEIGHTS", weights]
+        [
+            sys.executable,
+            "tools/demo.py",
+            "--config-file",
+            job.config,
+            "--from-dataset",
+            job.vis_dataset,
+            "--max-images",
+            str(num_vis),
+            "--output",
+            os.path.join(out, "vis"),
+            "--confidence-threshold",
+            str(job.vis_threshold),
+            "MODEL.WEIGHTS",
+            weights,
+        ]
         + job.extra_opts,
         f"{out}/demo.log",
     )
     plot_loss_curves(os.path.join(out, "metrics.json"), os.path.join(out, "loss.png"), job.name)
     with open(os.path.join(out, "results.json")) as f:
         results = json.load(f)
-    return {"job": job.name, "kind": job.kind, "config": job.config, "minutes": round(minutes, 1),
-            "results": results, "dir": out}
+    return {
+        "job": job.name,
+        "kind": job.kind,
+        "config": job.config,
+        "minutes": round(minutes, 1),
+        "results": results,
+        "dir": out,
+    }
 
 
 def summary_table(rows: List[dict]) -> str:
-    lines = ["| job | config | train+eval min | mask AP | mask AP50 | box AP | mIoU |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| job | config | train+eval min | mask AP | mask AP50 | box AP | mIoU |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         res = r["results"]
         segm, bbox, sem = res.get("segm", {}), res.get("bbox", {}), res.get("sem_seg", {})
         cell = lambda d, k: f"{d[k]:.1f}" if k in d else "-"  # noqa: E731
-        lines.append(f"| {r['job']} | {r['config']} | {r['minutes']} | {cell(segm, 'AP')} | "
-                     f"{cell(segm, 'AP50')} | {cell(bbox, 'AP')} | {cell(sem, 'mIoU')} |")
+        lines.append(
+            f"| {r['job']} | {r['config']} | {r['minutes']} | {cell(segm, 'AP')} | "
+            f"{cell(segm, 'AP50')} | {cell(bbox, 'AP')} | {cell(sem, 'mIoU')} |"
+        )
     return "\n".join(lines)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--jobs", default=",".join(j.name for j in JOBS),
-                        help="comma-separated subset of: " + ", ".join(j.name for j in JOBS))
+    parser.add_argument(
+        "--jobs",
+        default=",".join(j.name for j in JOBS),
+        help="comma-separated subset of: " + ", ".join(j.name for j in JOBS),
+    )
     parser.add_argument("--iters", type=int, default=0, help="override every job's SOLVER.MAX_ITER")
     parser.add_argument("--num-vis", type=int, default=6, help="validation images to draw")
     parser.add_argument("--output", default=os.path.join(REPO, "output", "main_job"))
@@ -112,7 +149,9 @@ def main():
     unknown = [n for n in args.jobs.split(",") if n not in by_name]
     if unknown:
         raise SystemExit(f"Unknown job(s) {unknown}; choose from {sorted(by_name)}")
-    rows = [run_job(by_name[n], args.output, args.iters, args.num_vis) for n in args.jobs.split(",")]
+    rows = [
+        run_job(by_name[n], args.output, args.iters, args.num_vis) for n in args.jobs.split(",")
+    ]
     table = summary_table(rows)
     with open(os.path.join(args.output, "summary.json"), "w") as f:
         json.dump(rows, f, indent=2)

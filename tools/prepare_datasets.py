@@ -6,13 +6,15 @@
     python tools/prepare_datasets.py --miniature   # write miniature COCO, Cityscapes, ADE20K, VOC
 
 ``--root`` overrides $DETECTRON2_DATASETS. ``--miniature`` writes a handful of small images in each
-dataset's exact layout (d2_instseg.data.miniature), e.g. to try a paper config on a new machine.
+dataset's exact layout (d2_instseg.data.datasets.miniature), e.g. to try a paper config on a new
+machine.
 """
+
 import argparse
 import os
 import sys
 
-from d2_instseg.data.miniature import write_miniature_datasets
+from d2_instseg.data.datasets.miniature import write_miniature_datasets
 from d2_instseg.data.prepare import prepare_ade20k, prepare_cityscapes
 
 

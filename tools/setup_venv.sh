@@ -42,7 +42,7 @@ fi
 # Cityscapes loader's labels and evaluators (run under NumPy 2 by d2_instseg.evaluation.cityscapes).
 DEPS=(fvcore iopath pycocotools omegaconf hydra-core yacs termcolor tabulate cloudpickle tqdm tensorboard
   matplotlib Pillow packaging "setuptools<82" opencv-python-headless pytest hypothesis scipy pydensecrf2
-  shapely cityscapesscripts)
+  shapely cityscapesscripts "ruff==0.17.6")
 # The stamp names the list's checksum: adding a package to DEPS installs it on the next run.
 step "deps-$(echo "${DEPS[*]}" | md5sum | cut -c1-8)" $PIP "${DEPS[@]}"
 step package $PIP --no-build-isolation --no-deps -e .

@@ -6,7 +6,8 @@
     python tools/train_net.py --config-file CFG --num-gpus 2            # 2 processes (gloo on CPU)
     python tools/train_net.py --config-file CFG --resume
     python tools/train_net.py --config-file configs/shapes/mask_rcnn_R18_FPN.yaml \
-        --dataset mine_train:mine/train.json:mine/images --dataset mine_val:mine/val.json:mine/images \
+        --dataset mine_train:mine/train.json:mine/images \
+        --dataset mine_val:mine/val.json:mine/images \
         DATASETS.TRAIN "('mine_train',)" DATASETS.TEST "('mine_val',)"
     python tools/train_net.py --config-file CFG --check-data    # what CFG needs, and what is here
 
@@ -14,14 +15,16 @@ Before building anything, the datasets' files and MODEL.WEIGHTS are checked (a m
 run with the path and how to prepare it); the Trainer then builds the evaluator of every test set.
 On success the final evaluation results are also written to OUTPUT_DIR/results.json.
 """
+
 import json
 import os
 import sys
 
-import d2_instseg  # noqa: F401  (registers models and datasets)
 from detectron2.engine import default_argument_parser, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
+
+import d2_instseg  # noqa: F401  (registers models and datasets)
 from d2_instseg.engine import SafeCheckpointer, Trainer, requirements_report, setup_cfg
 
 

@@ -1,21 +1,25 @@
-"""Built-in datasets (registered on import), dataset mappers and user-dataset registration."""
-from .builtin import register_all_shapes, register_shapes
-from .mappers import MAPPER_REGISTRY, build_mapper
-from .shapes import ShapesSpec
-from .user_datasets import register_user_dataset, register_user_datasets
-from .voc import VOC_CLASSES, load_voc_seg, register_voc2012_seg
+"""The data layer: datasets (registered on import), dataset mappers, input checks and the data
+layer's config keys."""
+
+from . import config  # noqa: F401  (registers the data layer's config part)
+from .dataset_mappers import MAPPER_REGISTRY, build_mapper
+from .datasets import (
+    ShapesSpec,
+    register_all_shapes,
+    register_shapes,
+    register_user_dataset,
+    register_user_datasets,
+    register_voc2012_seg,
+)
 
 register_all_shapes()
 register_voc2012_seg()
 
 __all__ = [
     "MAPPER_REGISTRY",
-    "VOC_CLASSES",
     "ShapesSpec",
     "build_mapper",
-    "load_voc_seg",
     "register_shapes",
     "register_user_dataset",
     "register_user_datasets",
-    "register_voc2012_seg",
 ]

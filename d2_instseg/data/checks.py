@@ -3,6 +3,7 @@ either stop the run (policy ``"error"``) or are skipped with a log line (policy 
 
 The policy is ``cfg.DATASETS.INVALID_ANNOTATIONS``.
 """
+
 import json
 import logging
 import os
@@ -37,7 +38,14 @@ def _annotation_problem(ann: Dict, image: Dict, category_ids) -> str:
         if len(bbox) != 4:
             return f"bbox {bbox!r} does not have 4 numbers"
         x, y, w, h = bbox
-        if w < 0 or h < 0 or x >= image["width"] or y >= image["height"] or x + w <= 0 or y + h <= 0:
+        if (
+            w < 0
+            or h < 0
+            or x >= image["width"]
+            or y >= image["height"]
+            or x + w <= 0
+            or y + h <= 0
+        ):
             return (
                 f"bbox {bbox!r} lies outside the {image['width']}x{image['height']} image or "
                 "has a negative size"
@@ -71,8 +79,9 @@ def find_coco_problems(coco: Dict, json_file: str, image_root: str) -> Tuple[Lis
 def checked_coco_json(json_file: str, image_root: str, policy: str) -> str:
     """Check a COCO instances file; return the path of a file safe to load.
 
-    With ``policy="error"`` the first problems are raised as one ValueError; with ``"skip"`` they are
-    logged and a filtered copy (bad images and annotations removed) is written to the temp folder.
+    With ``policy="error"`` the first problems are raised as one ValueError; with ``"skip"`` they
+    are logged and a filtered copy (bad images and annotations removed) is written to the temp
+    folder.
     """
     _check_policy(policy)
     with open(json_file) as f:
@@ -91,7 +100,9 @@ def checked_coco_json(json_file: str, image_root: str, policy: str) -> str:
         logger.warning("Skipping: " + m)
     coco["images"] = [im for im in coco["images"] if im["id"] not in bad_images]
     coco["annotations"] = [
-        a for a in coco["annotations"] if a.get("id") not in bad_anns and a["image_id"] not in bad_images
+        a
+        for a in coco["annotations"]
+        if a.get("id") not in bad_anns and a["image_id"] not in bad_images
     ]
     folder = os.path.join(tempfile.gettempdir(), "d2_instseg_checked")
     os.makedirs(folder, exist_ok=True)

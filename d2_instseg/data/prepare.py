@@ -1,6 +1,7 @@
 """The preparation steps Detectron2's builtin semantic datasets need after download (what
 ``tools/prepare_datasets.py`` runs): ADE20K's ``annotations_detectron2`` and Cityscapes'
 ``*_gtFine_labelTrainIds.png``."""
+
 import glob
 import os
 from typing import List

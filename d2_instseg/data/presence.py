@@ -5,6 +5,7 @@ registrations, of :mod:`d2_instseg.data.voc` and of COCO-format datasets (``--da
 ``register_coco_instances``); for any other dataset it checks the paths named in its metadata.
 The built-in shapes splits are generated on first use and always count as present.
 """
+
 import glob
 import os
 from dataclasses import dataclass, field
@@ -65,7 +66,9 @@ class DatasetStatus:
         if self.generated:
             return f"{self.name}: ok (generated on first use)"
         lines = [f"{self.name}: {'ok' if self.present else 'MISSING'}"]
-        lines += [f"  {'ok     ' if ok else 'MISSING'} {what}: {path}" for what, path, ok in self.items]
+        lines += [
+            f"  {'ok     ' if ok else 'MISSING'} {what}: {path}" for what, path, ok in self.items
+        ]
         if not self.present and self.prepare:
             lines.append(f"  to prepare: {self.prepare}")
         return "\n".join(lines)

@@ -1,3 +1,7 @@
+"""The engine: training (``Trainer``, ``train_for``), inference (``Predictor``), checkpoints, and
+turning command-line arguments into a checked config (``setup_cfg``)."""
+
+from . import config  # noqa: F401  (registers the engine's config part)
 from .checkpoint import CheckpointCorruptError, SafeCheckpointer
 from .predictor import Predictor, prepare_for_inference
 from .setup import (
@@ -7,21 +11,24 @@ from .setup import (
     setup_cfg,
     sync_num_classes,
 )
-from .weights import WeightsUnavailableError, check_weights_reachable
+from .train_loop import iterations_for_epochs, train_for
 from .trainer import Trainer, build_evaluator_for_dataset
+from .weights import WeightsUnavailableError, check_weights_reachable
 
 __all__ = [
     "CheckpointCorruptError",
-    "SafeCheckpointer",
     "Predictor",
-    "prepare_for_inference",
-    "requirements_report",
+    "SafeCheckpointer",
     "Trainer",
+    "WeightsUnavailableError",
     "build_evaluator_for_dataset",
     "check_dataset_classes",
     "check_datasets_present",
+    "check_weights_reachable",
+    "iterations_for_epochs",
+    "prepare_for_inference",
+    "requirements_report",
     "setup_cfg",
     "sync_num_classes",
-    "WeightsUnavailableError",
-    "check_weights_reachable",
+    "train_for",
 ]

@@ -1,10 +1,11 @@
 """Crash-safe checkpoints: atomic writes, corrupt-file detection, and resume from the last good one.
 
 A checkpoint is written to ``<name>.pth.tmp``, flushed to disk and renamed to ``<name>.pth``; the
-``last_checkpoint`` tag is replaced (also atomically) only after that. A process killed at any moment
-therefore leaves ``last_checkpoint`` naming a complete file; at worst a stray ``*.tmp`` stays behind,
-and it is removed on the next resume.
+``last_checkpoint`` tag is replaced (also atomically) only after that. A process killed at any
+moment therefore leaves ``last_checkpoint`` naming a complete file; at worst a stray ``*.tmp`` stays
+behind, and it is removed on the next resume.
 """
+
 import glob
 import logging
 import os

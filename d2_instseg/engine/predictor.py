@@ -1,9 +1,11 @@
 """``Predictor``: the DefaultPredictor to use in applications, with input checks."""
+
 import numpy as np
 import torch
 from detectron2.engine import DefaultPredictor
 
 from ..layers import fuse_conv_bn
+from ..utils.config_registry import check_d2_instseg_config
 
 # Arrays above this many pixels are refused before anything is allocated for them (an 8000 x 8000
 # photo is 64M pixels and is accepted: it is resized to the test size before the model sees it).
@@ -22,7 +24,9 @@ def prepare_image(image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     bool/complex/object dtypes, and images over ``max_pixels``.
     """
     if not isinstance(image, np.ndarray):
-        raise ValueError(f"Expected the image as a numpy array (H, W, C), got {type(image).__name__}")
+        raise ValueError(
+            f"Expected the image as a numpy array (H, W, C), got {type(image).__name__}"
+        )
     if image.ndim == 2:
         image = image[:, :, None]
     if image.ndim != 3:
@@ -82,10 +86,11 @@ class Predictor(DefaultPredictor):
     """Drop-in subclass of Detectron2's ``DefaultPredictor`` for every model of d2_instseg.
 
     ``Predictor(cfg)(image)`` takes an image as ``DefaultPredictor`` does, (H, W, C) in BGR order
-    (as ``cv2.imread`` gives), and returns the model's output dict (``instances`` and/or ``sem_seg``)
-    at the image's resolution. Unlike ``DefaultPredictor`` it first checks and converts the input
-    (:func:`prepare_image`): grayscale, alpha, 16-bit, float and non-contiguous images work; empty,
-    NaN, oversized or otherwise unusable ones raise a ``ValueError`` that names the problem.
+    (as ``cv2.imread`` gives), and returns the model's output dict (``instances`` and/or
+    ``sem_seg``) at the image's resolution. Unlike ``DefaultPredictor`` it first checks and converts
+    the input (:func:`prepare_image`): grayscale, alpha, 16-bit, float and non-contiguous images
+    work; empty, NaN, oversized or otherwise unusable ones raise a ``ValueError`` that names the
+    problem.
 
     The loaded model is prepared for inference (:func:`prepare_for_inference`: BatchNorms folded
     into their convolutions, channels-last weights), so load other weights into a new
@@ -93,6 +98,7 @@ class Predictor(DefaultPredictor):
     """
 
     def __init__(self, cfg, max_pixels: int = DEFAULT_MAX_PIXELS):
+        check_d2_instseg_config(cfg)  # before building: names a bad key, whatever the model
         super().__init__(cfg)
         prepare_for_inference(self.model, cfg)
         self.max_pixels = max_pixels

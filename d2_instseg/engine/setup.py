@@ -1,4 +1,5 @@
 """Turning command-line arguments into a checked config: datasets present, class counts, device."""
+
 import importlib.util
 import logging
 import os
@@ -9,14 +10,16 @@ from detectron2.config import CfgNode, get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.engine import default_setup
 
-from ..config import add_d2_instseg_config
 from ..data import register_user_datasets
 from ..data.presence import dataset_status
+from ..utils.config_checks import get_key, set_key
+from ..utils.config_registry import add_d2_instseg_config, check_d2_instseg_config
 from .weights import check_weights_reachable, weights_status
 
 logger = logging.getLogger(__name__)
 
-# Config keys holding a number of "thing" classes / of semantic classes; synced from dataset metadata.
+# Config keys holding a number of "thing" classes / of semantic classes; synced from dataset
+# metadata.
 THING_CLASS_KEYS = (
     "MODEL.ROI_HEADS.NUM_CLASSES",
     "MODEL.RETINANET.NUM_CLASSES",
@@ -37,23 +40,6 @@ _KEYS_READ = {
     "SemanticSegmentor": ("MODEL.SEM_SEG_HEAD.NUM_CLASSES",),
     "CPNetSegmentor": ("MODEL.SEM_SEG_HEAD.NUM_CLASSES",),
 }
-
-
-def get_key(cfg: CfgNode, key: str):
-    node = cfg
-    for part in key.split("."):
-        if not isinstance(node, CfgNode) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _set_key(cfg: CfgNode, key: str, value) -> None:
-    *parents, leaf = key.split(".")
-    node = cfg
-    for part in parents:
-        node = node[part]
-    node[leaf] = value
 
 
 def check_datasets_present(cfg: CfgNode) -> None:
@@ -101,7 +87,7 @@ def requirements_report(cfg: CfgNode, resume: bool = False) -> Tuple[bool, str]:
 def dataset_names(cfg: CfgNode) -> List[str]:
     """DATASETS.TRAIN, DATASETS.TEST and the IRNet pipeline's ground-truth set, without repeats."""
     names = [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST]
-    gt = get_key(cfg, "MODEL.IRNET.PIPELINE.GT_DATASET")
+    gt = get_key(cfg, "MODEL.IRNET.PIPELINE.GT_DATASET", "")
     return list(dict.fromkeys(names + ([gt] if gt else [])))
 
 
@@ -117,7 +103,7 @@ def sync_num_classes(cfg: CfgNode) -> None:
         if classes is None:
             continue
         for key in keys:
-            current = get_key(cfg, key)
+            current = get_key(cfg, key, None)
             if current is not None and current != len(classes):
                 read = key in _KEYS_READ.get(cfg.MODEL.META_ARCHITECTURE, (key,))
                 logger.log(
@@ -125,7 +111,7 @@ def sync_num_classes(cfg: CfgNode) -> None:
                     f"{key}={current} but {cfg.DATASETS.TRAIN[0]!r} has {len(classes)} {field}; "
                     f"using {len(classes)}",
                 )
-                _set_key(cfg, key, len(classes))
+                set_key(cfg, key, len(classes))
 
 
 def check_dataset_classes(cfg: CfgNode, *, eval_only: bool = False) -> None:
@@ -144,7 +130,7 @@ def check_dataset_classes(cfg: CfgNode, *, eval_only: bool = False) -> None:
         lists = {n: list(c) for n in names if (c := MetadataCatalog.get(n).get(field, None))}
         if eval_only:
             for name, classes in lists.items():
-                differ = [k for k in keys if get_key(cfg, k) not in (None, len(classes))]
+                differ = [k for k in keys if get_key(cfg, k, None) not in (None, len(classes))]
                 if differ:
                     logger.warning(
                         f"{', '.join(differ)} differ from the {len(classes)} {field} of test set "
@@ -181,6 +167,7 @@ def setup_cfg(args, *, run_default_setup: bool = True, check_data: bool = True) 
         cfg.MODEL.DEVICE = "cpu"
     sync_num_classes(cfg)
     check_dataset_classes(cfg, eval_only=getattr(args, "eval_only", False))
+    check_d2_instseg_config(cfg)
     cfg.freeze()
     if run_default_setup:
         default_setup(cfg, args)

@@ -1,13 +1,14 @@
-"""``Trainer``: Detectron2's DefaultTrainer with per-method mappers, evaluators by ``evaluator_type``
-and multi-process training on CPU (gloo)."""
+"""``Trainer``: Detectron2's DefaultTrainer with per-method mappers, evaluators by
+``evaluator_type`` and multi-process training on CPU (gloo)."""
+
 import contextlib
 import logging
 import os
 import weakref
+from typing import Callable, Optional
 
 import numpy as np
 import torch
-from PIL import Image
 from detectron2.data import (
     DatasetCatalog,
     MetadataCatalog,
@@ -15,11 +16,12 @@ from detectron2.data import (
     build_detection_train_loader,
 )
 from detectron2.engine import DefaultTrainer
-from detectron2.solver import get_default_optimizer_params
-from detectron2.solver.build import maybe_add_gradient_clipping
 from detectron2.engine import defaults as d2_defaults
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, SemSegEvaluator
 from detectron2.projects.deeplab import build_lr_scheduler as build_lr_scheduler_with_poly
+from detectron2.solver import get_default_optimizer_params
+from detectron2.solver.build import maybe_add_gradient_clipping
+from PIL import Image
 
 from ..data import build_mapper
 from ..data.checks import CheckedMapper
@@ -27,13 +29,16 @@ from ..evaluation.cityscapes import (
     CityscapesInstanceEvaluatorNumPy2,
     CityscapesSemSegEvaluatorNumPy2,
 )
+from ..utils.config_registry import check_d2_instseg_config
 from .checkpoint import SafeCheckpointer
+from .config import OPTIMIZERS
 
 logger = logging.getLogger(__name__)
 
 
 def load_sem_seg_png(path: str, dtype) -> np.ndarray:
-    """Label PNG -> (H, W) array. Replaces Detectron2's default loader, which fails under numpy 2."""
+    """Label PNG -> (H, W) array. Replaces Detectron2's default loader, which fails under numpy
+    2."""
     with open(path, "rb") as f:
         return np.asarray(Image.open(f), dtype=dtype)
 
@@ -41,7 +46,8 @@ def load_sem_seg_png(path: str, dtype) -> np.ndarray:
 @contextlib.contextmanager
 def _ddp_without_device_ids_on_cpu(cfg):
     """DefaultTrainer wraps the model with ``device_ids=[local_rank]``, which DDP rejects for CPU
-    modules; on CPU, pass ``device_ids=None`` instead (for the duration of the trainer's __init__)."""
+    modules; on CPU, pass ``device_ids=None`` instead (for the duration of the trainer's
+    __init__)."""
     original = d2_defaults.create_ddp_model
     if cfg.MODEL.DEVICE == "cpu":
 
@@ -119,21 +125,35 @@ class Trainer(DefaultTrainer):
         return getattr(self, "_last_eval_results", None) or {}
 
     @classmethod
-    def build_optimizer(cls, cfg, model):
-        """``SOLVER.OPTIMIZER``: "SGD" (Detectron2's default), "ADAM" or "ADAMW" (with
-        SOLVER.WEIGHT_DECAY, WEIGHT_DECAY_NORM and gradient clipping as configured)."""
+    def build_model(cls, cfg):
+        """Detectron2's ``build_model`` after :func:`check_d2_instseg_config` (for Detectron2's own
+        meta-architectures with our heads, e.g. SemanticSegmentor + FCNHead)."""
+        check_d2_instseg_config(cfg)
+        return super().build_model(cfg)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model, lr_factor_func: Optional[Callable[[str], float]] = None):
+        """``SOLVER.OPTIMIZER``: "SGD" (with SOLVER.MOMENTUM and NESTEROV, as Detectron2's),
+        "ADAM" or "ADAMW", with SOLVER.WEIGHT_DECAY, WEIGHT_DECAY_NORM, BIAS_LR_FACTOR,
+        WEIGHT_DECAY_BIAS and gradient clipping as configured. ``lr_factor_func`` maps a parameter's
+        name to a learning-rate multiplier (Detectron2's ``get_default_optimizer_params``)."""
         name = cfg.SOLVER.OPTIMIZER.upper()
-        if name == "SGD":
-            return super().build_optimizer(cfg, model)
-        adam = {"ADAM": torch.optim.Adam, "ADAMW": torch.optim.AdamW}.get(name)
-        if adam is None:
-            raise ValueError(f"SOLVER.OPTIMIZER must be SGD, ADAM or ADAMW, got {name!r}")
+        if name not in OPTIMIZERS:
+            raise ValueError(f"SOLVER.OPTIMIZER must be one of {list(OPTIMIZERS)}, got {name!r}")
         params = get_default_optimizer_params(
             model,
             base_lr=cfg.SOLVER.BASE_LR,
             weight_decay=cfg.SOLVER.WEIGHT_DECAY,
             weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+            bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
+            weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
+            lr_factor_func=lr_factor_func,
         )
+        if name == "SGD":
+            sgd = maybe_add_gradient_clipping(cfg, torch.optim.SGD)
+            s = cfg.SOLVER
+            return sgd(params, lr=s.BASE_LR, momentum=s.MOMENTUM, nesterov=s.NESTEROV, foreach=True)
+        adam = {"ADAM": torch.optim.Adam, "ADAMW": torch.optim.AdamW}[name]
         return maybe_add_gradient_clipping(cfg, adam)(params, lr=cfg.SOLVER.BASE_LR)
 
     @classmethod

@@ -5,6 +5,7 @@ A local path must exist; a URL (``detectron2://``, ``catalog://``, ``http(s)://`
 iopath's download cache already holds it (where Detectron2's checkpointer would look), and otherwise
 must answer a HEAD request within a few seconds.
 """
+
 import functools
 import os
 import urllib.error
@@ -44,7 +45,7 @@ def cached_path(url: str) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _probe(url: str) -> str:
-    """"" if ``url`` answers a HEAD request, else the error (probed once per process)."""
+    """ "" if ``url`` answers a HEAD request, else the error (probed once per process)."""
     try:
         urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=_PROBE_TIMEOUT_S)
         return ""
@@ -77,7 +78,7 @@ def check_weights_reachable(path: str) -> None:
     raise WeightsUnavailableError(
         f"MODEL.WEIGHTS {path!r} is not available: {where}. Download it on a machine with "
         f"internet access and set MODEL.WEIGHTS to the local file, or train from scratch with "
-        f"MODEL.WEIGHTS \"\" (configs made for pretrained weights freeze BatchNorm statistics or "
+        f'MODEL.WEIGHTS "" (configs made for pretrained weights freeze BatchNorm statistics or '
         f"early stages: from scratch also set MODEL.RESNETS.NORM GN, Detectron2's recipe for "
         f"training from scratch, or BN, and MODEL.BACKBONE.FREEZE_AT 0)."
     )

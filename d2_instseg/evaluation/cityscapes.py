@@ -2,12 +2,13 @@
 
 cityscapesscripts 2.3.0 (the newest release) calls ``np.in1d``, which NumPy 2.4 removed, and writes
 its results with ``json.dumps(..., default=lambda o: o.__dict__)``, which fails on the NumPy scalars
-NumPy 2 returns where NumPy 1 returned Python numbers. Pinning NumPy < 2 instead would hold back every
-other package of the install (OpenCV 5 and others need NumPy 2), so the evaluators apply
+NumPy 2 returns where NumPy 1 returned Python numbers. Pinning NumPy < 2 instead would hold back
+every other package of the install (OpenCV 5 and others need NumPy 2), so the evaluators apply
 :func:`cityscapes_numpy_compat` around cityscapesscripts' evaluation only, and nothing else sees it.
 The instance evaluation also writes ``matches.json`` into the current directory; here it goes to
 the evaluator's temporary folder instead.
 """
+
 import contextlib
 import json
 import os

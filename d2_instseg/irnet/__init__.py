@@ -1,25 +1,10 @@
-"""IRNet (Ahn, Cho, Kwak, CVPR 2019): instance segmentation from image-level labels.
+"""IRNet (Ahn, Cho, Kwak, CVPR 2019) as a workflow: instance segmentation from image-level labels.
 
-Importing registers the meta-architectures ``IRNetCAM`` and ``IRNetRelations``, the dataset mappers
-``IRNetCAMMapper`` / ``IRNetRelationMapper`` (the PASCAL VOC 2012 segmentation splits are
-registered by :mod:`d2_instseg.data.voc`). :class:`IRNetPipeline` runs the whole method
-(``tools/irnet_pipeline.py``); see docs/irnet.md.
+``d2_instseg.irnet.pipeline.IRNetPipeline`` runs the steps of ``d2_instseg.irnet.steps.STEPS``
+(``tools/irnet_pipeline.py``): the CAM network and IRNet (models in ``d2_instseg.modeling.irnet``),
+relation labels, label synthesis, and Detectron2's Mask R-CNN trained on the pseudo labels; see
+docs/irnet.md. Importing this package registers only its config keys (MODEL.IRNET.PIPELINE): the
+workflow's modules load when a tool imports them.
 """
-from .cam import IRNetCAM, multiscale_cams
-from .config import add_irnet_config, check_irnet_config
-from .data import image_label_dicts, register_pseudo_datasets
-from .irnet import IRNetRelations
-from .pipeline import STEPS, IRNetPipeline, parse_steps
 
-__all__ = [
-    "STEPS",
-    "IRNetCAM",
-    "IRNetPipeline",
-    "IRNetRelations",
-    "add_irnet_config",
-    "check_irnet_config",
-    "image_label_dicts",
-    "multiscale_cams",
-    "parse_steps",
-    "register_pseudo_datasets",
-]
+from . import config  # noqa: F401  (registers MODEL.IRNET.PIPELINE)

@@ -4,6 +4,7 @@ labels (reports only: nothing here feeds the IRNet steps).
 Semantic maps: (H, W) uint8, 0 = background, c + 1 = class c, 255 = ignored. Instances: COCO results
 (``image_id``, ``category_id``, ``segmentation`` RLE, ``score``) scored with pycocotools.
 """
+
 import contextlib
 import io
 import json
@@ -18,9 +19,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-
-def _key(file_name: str) -> str:
-    return os.path.splitext(os.path.basename(file_name))[0]
+from .files import stem
 
 
 class GroundTruth:
@@ -28,7 +27,7 @@ class GroundTruth:
 
     def __init__(self, dataset_name: str, cache_dir: str):
         self.dataset_name = dataset_name
-        self.dicts = {_key(d["file_name"]): d for d in DatasetCatalog.get(dataset_name)}
+        self.dicts = {stem(d["file_name"]): d for d in DatasetCatalog.get(dataset_name)}
         if not any("annotations" in d or "sem_seg_file_name" in d for d in self.dicts.values()):
             raise ValueError(f"Dataset {dataset_name!r} has no ground truth to report against")
         self.coco_json = os.path.join(cache_dir, f"{dataset_name}_coco_format.json")
@@ -38,15 +37,15 @@ class GroundTruth:
         self.category_ids = {v: k for k, v in id_map.items()} if id_map else None
 
     def __contains__(self, file_name: str) -> bool:
-        return _key(file_name) in self.dicts
+        return stem(file_name) in self.dicts
 
     def get(self, file_name: str) -> Optional[Dict]:
         """The ground-truth dataset dict of the image named like ``file_name``, or None."""
-        return self.dicts.get(_key(file_name))
+        return self.dicts.get(stem(file_name))
 
     def semantic(self, file_name: str) -> np.ndarray:
         """(H, W) uint8 GT labels: the dataset's label PNG, else the union of its instance masks."""
-        d = self.dicts[_key(file_name)]
+        d = self.dicts[stem(file_name)]
         if "sem_seg_file_name" in d:
             return np.asarray(Image.open(d["sem_seg_file_name"]), dtype=np.uint8)
         label = np.zeros((d["height"], d["width"]), dtype=np.uint8)
@@ -71,7 +70,7 @@ class GroundTruth:
         return self.category_ids[contiguous_id] if self.category_ids else contiguous_id
 
     def image_id(self, file_name: str) -> int:
-        return self.dicts[_key(file_name)]["image_id"]
+        return self.dicts[stem(file_name)]["image_id"]
 
 
 class ConfusionMatrix:

@@ -7,6 +7,7 @@ Shape shorthand (coordinates (y, x)):
 Displacements are in stride-4 pixels, channel 0 = dy, channel 1 = dx, pointing from a pixel to the
 centroid of its instance.
 """
+
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from .relations import dense_affinity
+from ..modeling.irnet.relations import dense_affinity
 
 _FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 _EIGHT_CONNECTED = ndimage.generate_binary_structure(2, 2)
@@ -104,7 +105,11 @@ def semantic_from_scores(
 
 
 def detect_instances(
-    scores: torch.Tensor, classes: Sequence[int], num_clusters: int, *, bg_thresh: float,
+    scores: torch.Tensor,
+    classes: Sequence[int],
+    num_clusters: int,
+    *,
+    bg_thresh: float,
     min_area_frac: float,
 ) -> List[Dict]:
     """Instances from the normalised propagated instance-wise CAMs.
@@ -132,9 +137,19 @@ def detect_instances(
 
 
 def synthesize_image_labels(
-    cams: torch.Tensor, classes: Sequence[int], boundary: torch.Tensor, displacement: torch.Tensor,
-    image_size: Tuple[int, int], *, radius: int, beta: float, exp_times: int,
-    centroid_iterations: int, cluster_thresh: float, sem_bg_thresh: float, ins_bg_thresh: float,
+    cams: torch.Tensor,
+    classes: Sequence[int],
+    boundary: torch.Tensor,
+    displacement: torch.Tensor,
+    image_size: Tuple[int, int],
+    *,
+    radius: int,
+    beta: float,
+    exp_times: int,
+    centroid_iterations: int,
+    cluster_thresh: float,
+    sem_bg_thresh: float,
+    ins_bg_thresh: float,
     min_area_frac: float,
 ) -> Tuple[np.ndarray, List[Dict]]:
     """Pseudo labels of one image.

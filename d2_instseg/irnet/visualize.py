@@ -1,5 +1,6 @@
 """Pictures of the synthesised labels: Detectron2 Visualizer overlays of pseudo instances, next to
 the ground truth's where there is one."""
+
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2

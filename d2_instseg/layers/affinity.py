@@ -14,6 +14,7 @@ that each position ``j`` belongs to the same class as ``i``. The ideal affinity 
 label is treated as one more class (as in the authors' code): ignore pixels have affinity 1 with
 each other and 0 with every labelled pixel; they are not masked out of the loss.
 """
+
 import torch
 import torch.nn.functional as F
 

@@ -6,6 +6,7 @@ Shape shorthand:
 Coordinates are (x, y) pairs unless a name says ``hw``; heatmap pixel (y, x) is
 ``heatmap[..., y, x]``.
 """
+
 from typing import Sequence, Tuple, Union
 
 import torch
@@ -16,6 +17,7 @@ __all__ = [
     "draw_gaussians",
     "centernet_focal_loss",
 ]
+
 
 def gaussian_radius(
     box_hw: Union[Sequence[float], torch.Tensor], min_overlap: float = 0.7

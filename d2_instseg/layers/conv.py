@@ -1,4 +1,5 @@
 """The conv + norm + ReLU unit used by every backbone and head of the package."""
+
 from detectron2.layers import Conv2d, get_norm
 from torch import nn
 

@@ -2,6 +2,7 @@
 
 Shape shorthand: B batch, K classes, H x W label map.
 """
+
 import torch
 import torch.nn.functional as F
 

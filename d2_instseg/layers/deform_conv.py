@@ -5,15 +5,16 @@ time, which made the 16 deformable convs of DLA-34's IDA-up 70% of CenterMask's 
 each output pixel's K = kh * kw bilinear samples, already multiplied by the modulation mask, are
 gathered in one ``F.embedding_bag`` call: each sample is a "bag" of its 4 corner pixels (rows of the
 channels-last input) summed with per-sample weights = bilinear weight x mask (0 for corners outside
-the image). That is a fused, vectorised row gather on CPU and CUDA, differentiable in the input and in
-the weights (hence offsets and mask). The gathered (N, H, W, K * C_in) columns are then reduced by the
-weight as a 1x1 convolution over channels-last memory, which oneDNN runs 2-3x faster than the same
-matrix product through ``torch.matmul`` on CPU.
+the image). That is a fused, vectorised row gather on CPU and CUDA, differentiable in the input and
+in the weights (hence offsets and mask). The gathered (N, H, W, K * C_in) columns are then reduced
+by the weight as a 1x1 convolution over channels-last memory, which oneDNN runs 2-3x faster than the
+same matrix product through ``torch.matmul`` on CPU.
 
 Conventions are torchvision's: ``offset`` (N, 2K, H, W) holds (dy, dx) pairs per kernel position
 in row-major kernel order; ``mask`` (N, K, H, W) multiplies each sample; a sample is bilinear in
 the input's pixel grid, with zeros outside the image.
 """
+
 from typing import Optional
 
 import torch
@@ -28,7 +29,8 @@ def _bilinear_corners(py: torch.Tensor, px: torch.Tensor, n: int, h: int, w: int
 
     Args:
         py, px: (N, ...) float sample positions in pixels of image n (pixel i has its centre at i).
-        n, h, w: batch and image size; corners outside the image get weight 0 (and some valid index).
+        n, h, w: batch and image size; corners outside the image get weight 0 (and some valid
+        index).
     Returns:
         index (N, ..., 4) long, weight (N, ..., 4); corners in the order (y0, x0), (y0, x0 + 1),
         (y0 + 1, x0), (y0 + 1, x0 + 1).
@@ -81,7 +83,8 @@ def modulated_deform_conv2d(
     if 2 * padding != dilation * (kh - 1) or 2 * padding != dilation * (kw - 1):
         raise ValueError(f"padding {padding} does not keep the size of a {kh}x{kw} kernel")
     # Positions and weights in float32 whatever the input dtype: in half precision a position near
-    # pixel 1024 would be rounded to 0.5 px. The weights are cast to the input's dtype for the gather.
+    # pixel 1024 would be rounded to 0.5 px. The weights are cast to the input's dtype for the
+    # gather.
     arange = lambda size: torch.arange(size, device=x.device, dtype=torch.float32)  # noqa: E731
     # Sample positions ordered (N, H, W, K): each pixel's K samples are adjacent in the columns.
     off = offset.float().view(n, k, 2, h, w).permute(0, 3, 4, 1, 2).contiguous()
@@ -96,5 +99,7 @@ def modulated_deform_conv2d(
         index.reshape(-1, 4), rows, per_sample_weights=corner_weight.reshape(-1, 4), mode="sum"
     )  # (N * H * W * K, C_in)
     columns = columns.view(n, h, w, k * c).permute(0, 3, 1, 2)  # channels-last (N, K * C_in, H, W)
-    kernel = weight.permute(0, 2, 3, 1).reshape(c_out, k * c, 1, 1)  # (K, C_in) order of the columns
+    kernel = weight.permute(0, 2, 3, 1).reshape(
+        c_out, k * c, 1, 1
+    )  # (K, C_in) order of the columns
     return F.conv2d(columns, kernel, bias)

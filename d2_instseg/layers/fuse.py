@@ -8,14 +8,17 @@ every feature map.
 
 :func:`fuse_conv_bn` finds the pairs in three forms:
 
-- Detectron2's ``Conv2d`` with a BatchNorm (any ``_BatchNorm`` or ``FrozenBatchNorm2d``) as ``norm``;
+- Detectron2's ``Conv2d`` with a BatchNorm (any ``_BatchNorm`` or ``FrozenBatchNorm2d``) as
+``norm``;
 - ``nn.Sequential`` children ``[conv, bn]`` next to each other;
 - modules that name their pairs in a ``conv_bn_pairs`` attribute: tuples ``(conv_name, bn_name)`` of
   attribute names, for blocks whose forward calls ``bn(conv(x))`` on separate attributes.
 
 The BatchNorm is replaced by ``nn.Identity`` (or ``norm = None``). Convolutions here are any module
-with a 4-D ``weight``: ``nn.Conv2d``, ``nn.ConvTranspose2d`` and the deformable convs of this package.
+with a 4-D ``weight``: ``nn.Conv2d``, ``nn.ConvTranspose2d`` and the deformable convs of this
+package.
 """
+
 from typing import Optional
 
 import torch
@@ -57,7 +60,8 @@ def fold_bn_into_conv(conv: nn.Module, bn: nn.Module) -> None:
 
 
 def fuse_conv_bn(model: nn.Module) -> int:
-    """Fold every BatchNorm that directly follows a convolution into it; returns how many were folded.
+    """Fold every BatchNorm that directly follows a convolution into it; returns how many were
+    folded.
 
     Only for inference: the model must be in eval mode (training-mode BatchNorm uses batch
     statistics, which cannot be folded).

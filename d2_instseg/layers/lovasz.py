@@ -11,6 +11,7 @@ The hinge errors ``1 - logit * sign`` (sign = +1 on foreground, -1 on background
 decreasing order and weighted by the gradient of the Lovasz extension of the Jaccard loss
 (:func:`lovasz_grad`), which is piecewise linear in the sorted errors.
 """
+
 import torch
 import torch.nn.functional as F
 

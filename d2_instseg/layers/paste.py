@@ -1,11 +1,13 @@
 """Pasting box-relative masks into the image, all masks at once.
 
 Detectron2's ``paste_masks_in_image`` samples each R x R mask over the pixels of its box with
-``grid_sample``; on CPU it does so one mask at a time (a Python loop of about ten small ops per mask),
-which was half of CenterMask's CPU latency at shapes sizes with 50-100 instances. ``paste_masks``
-computes the same values (the same per-mask region, grid and sampling) for every mask in one
-``grid_sample`` over a padded batch of regions, then scatters the region pixels into the output.
+``grid_sample``; on CPU it does so one mask at a time (a Python loop of about ten small ops per
+mask), which was half of CenterMask's CPU latency at shapes sizes with 50-100 instances.
+``paste_masks`` computes the same values (the same per-mask region, grid and sampling) for every
+mask in one ``grid_sample`` over a padded batch of regions, then scatters the region pixels into the
+output.
 """
+
 from typing import Tuple
 
 import torch
@@ -21,8 +23,8 @@ def paste_masks(
     ``paste_masks_in_image(masks, boxes, image_shape, threshold)`` for ``threshold >= 0``.
 
     Each mask is sampled (bilinear, zeros outside the mask, ``align_corners=False``) at the pixel
-    centres of its region: the box widened by one pixel on each side, rounded outwards and clipped to
-    the image; pixels outside the region are False.
+    centres of its region: the box widened by one pixel on each side, rounded outwards and clipped
+    to the image; pixels outside the region are False.
 
     Args:
         masks: (K, R, R) mask probabilities over each box.

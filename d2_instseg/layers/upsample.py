@@ -1,5 +1,6 @@
 """Learnable up-sampling initialised to bilinear interpolation (FCN's "deconvolution" layers,
 CenterNet's ``fill_up_weights``)."""
+
 import torch
 from torch import nn
 

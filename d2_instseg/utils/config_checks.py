@@ -5,17 +5,22 @@ ValueError naming the full key (``MODEL.CENTERMASK.SHAPE_SIZE=0: must be >= 1``)
 whose rule fails. A rule that cannot even be evaluated on the value (a string where a number is
 expected, a scalar where a list is) counts as failed.
 """
+
 from typing import Any, Callable, NamedTuple, Sequence, Tuple
 
 from detectron2.config import CfgNode
 
 __all__ = [
+    "ABSOLUTE_CROP",
     "POSITIVE_RANGE",
     "Rule",
     "all_at_least",
     "at_least",
     "check_backbone_features",
     "check_keys",
+    "check_sem_seg_head",
+    "get_key",
+    "set_key",
     "closed_interval",
     "greater_than",
     "multiple_of",
@@ -65,16 +70,38 @@ def all_at_least(low: float, length: int = 0) -> Rule:
     )
 
 
+# INPUT.CROP read as a fixed input size (a mapper's crop, CPNet's prior size).
+ABSOLUTE_CROP = Rule(
+    lambda crop: crop.ENABLED and crop.TYPE == "absolute",
+    "needs ENABLED True and TYPE 'absolute' (INPUT.CROP.SIZE is used as a fixed size)",
+)
+
 # A (min, max) pair with 0 < min <= max (scale ranges, resize ranges).
 POSITIVE_RANGE = Rule(
     lambda v: len(v) == 2 and 0 < v[0] <= v[1], "needs (min, max) with 0 < min <= max"
 )
 
 
-def _value(node: CfgNode, key: str):
+_MISSING = object()
+
+
+def get_key(cfg: CfgNode, key: str, default: Any = _MISSING) -> Any:
+    """The value of dotted ``key`` ("MODEL.CPNET.TEST.MODE") in ``cfg``; ``default`` if a part of it
+    is missing (KeyError naming the key when no default is given)."""
+    node = cfg
     for part in key.split("."):
+        if not isinstance(node, CfgNode) or part not in node:
+            if default is _MISSING:
+                raise KeyError(f"Config key {key!r} does not exist")
+            return default
         node = node[part]
     return node
+
+
+def set_key(cfg: CfgNode, key: str, value: Any) -> None:
+    """Set dotted ``key`` (its parent nodes must exist)."""
+    parent, _, leaf = key.rpartition(".")
+    (get_key(cfg, parent) if parent else cfg)[leaf] = value
 
 
 def check_keys(cfg: CfgNode, prefix: str, rows: Sequence[Tuple[str, Rule]]) -> None:
@@ -85,9 +112,9 @@ def check_keys(cfg: CfgNode, prefix: str, rows: Sequence[Tuple[str, Rule]]) -> N
         prefix: dotted path of the node the keys are relative to, e.g. "MODEL.CENTERMASK".
         rows: (key relative to ``prefix``, possibly dotted; rule) pairs, checked in order.
     """
-    node = _value(cfg, prefix)
+    node = get_key(cfg, prefix)
     for key, rule in rows:
-        value = _value(node, key)
+        value = get_key(node, key)
         try:
             ok = bool(rule.ok(value))
         except (TypeError, ValueError, IndexError):
@@ -107,3 +134,19 @@ def check_backbone_features(key: str, names, available, hint: str = "") -> None:
             f"{key}={names!r}: {missing} not among the backbone outputs {sorted(available)}"
             + (f"; {hint}" if hint else "")
         )
+
+
+def check_sem_seg_head(cfg: CfgNode, *, own_loss_weight: bool = False) -> None:
+    """Detectron2's MODEL.SEM_SEG_HEAD keys as d2_instseg's semantic heads read them (LOSS_WEIGHT
+    unless the head has its own)."""
+    num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    rows = [
+        ("NUM_CLASSES", at_least(1)),
+        (
+            "IGNORE_VALUE",
+            Rule(lambda v: not 0 <= v < num_classes, "must not be a class id (0..NUM_CLASSES-1)"),
+        ),
+    ]
+    if not own_loss_weight:
+        rows.append(("LOSS_WEIGHT", at_least(0)))
+    check_keys(cfg, "MODEL.SEM_SEG_HEAD", rows)

@@ -1,4 +1,5 @@
 """Pictures of training runs."""
+
 import json
 from typing import Dict, List
 
@@ -9,7 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def read_metrics(path: str) -> List[Dict]:
-    """Rows of Detectron2's ``metrics.json`` (one JSON object per line) that have an ``iteration``."""
+    """Rows of Detectron2's ``metrics.json`` (one JSON object per line) that have an
+    ``iteration``."""
     rows = []
     with open(path) as f:
         for line in f:
@@ -22,7 +24,8 @@ def read_metrics(path: str) -> List[Dict]:
 
 
 def plot_loss_curves(metrics_path: str, out_png: str, title: str = "") -> List[str]:
-    """Plot every ``loss*`` series of ``metrics.json`` against iteration; returns the series names."""
+    """Plot every ``loss*`` series of ``metrics.json`` against iteration; returns the series
+    names."""
     rows = read_metrics(metrics_path)
     names = sorted({k for r in rows for k in r if k.startswith("loss") or k == "total_loss"})
     if not names:

@@ -6,14 +6,14 @@ res4 (``MODEL.RESNETS.RES4_DILATION``) and res5 (``RES5_DILATION``) for every de
 stride: dilations (1, 1, 2, 4) give output stride 8 as in CPNet / PSPNet / DeepLab. ResNet-18/34
 may also be narrowed (STEM_OUT_CHANNELS = RES2_OUT_CHANNELS = 32 for CPU configs).
 """
+
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone.resnet import BasicBlock, BasicStem, BottleneckBlock, ResNet
 
-__all__ = ["DilatedBasicBlock", "build_dilated_resnet_backbone"]
+from .config import RESNET_BLOCKS
 
-_BLOCKS_PER_STAGE = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}
-_BLOCKS_PER_STAGE[152] = [3, 8, 36, 3]
+__all__ = ["DilatedBasicBlock", "build_dilated_resnet_backbone"]
 
 
 class DilatedBasicBlock(BasicBlock):
@@ -36,27 +36,12 @@ def build_dilated_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
     4 when res4 is dilated), OUT_FEATURES, and MODEL.BACKBONE.FREEZE_AT.
     """
     r = cfg.MODEL.RESNETS
-    if r.DEPTH not in _BLOCKS_PER_STAGE:
-        raise ValueError(
-            f"MODEL.RESNETS.DEPTH must be one of {sorted(_BLOCKS_PER_STAGE)}, got {r.DEPTH}"
-        )
-    if r.RES4_DILATION not in (1, 2):
-        raise ValueError(f"MODEL.RESNETS.RES4_DILATION must be 1 or 2, got {r.RES4_DILATION}")
-    valid_res5 = (4,) if r.RES4_DILATION == 2 else (1, 2)
-    if r.RES5_DILATION not in valid_res5:
-        raise ValueError(
-            f"MODEL.RESNETS.RES5_DILATION must be in {valid_res5} with RES4_DILATION="
-            f"{r.RES4_DILATION}, got {r.RES5_DILATION}"
-        )
     basic = r.DEPTH in (18, 34)
-    if basic and r.NUM_GROUPS != 1:
-        raise ValueError("ResNet-18/34 (basic blocks) need MODEL.RESNETS.NUM_GROUPS=1")
-
     stem = BasicStem(input_shape.channels, r.STEM_OUT_CHANNELS, norm=r.NORM)
     in_channels, out_channels = r.STEM_OUT_CHANNELS, r.RES2_OUT_CHANNELS
     bottleneck_channels = r.NUM_GROUPS * r.WIDTH_PER_GROUP
     stages = []
-    for idx, num_blocks in enumerate(_BLOCKS_PER_STAGE[r.DEPTH]):
+    for idx, num_blocks in enumerate(RESNET_BLOCKS[r.DEPTH]):
         dilation = {2: r.RES4_DILATION, 3: r.RES5_DILATION}.get(idx, 1)
         # A dilated stage keeps the resolution of the previous one.
         first_stride = 1 if idx == 0 or dilation > 1 else 2
@@ -80,6 +65,4 @@ def build_dilated_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
         stages.append(ResNet.make_stage(**kwargs))
         in_channels, out_channels = out_channels, out_channels * 2
         bottleneck_channels *= 2
-    return ResNet(
-        stem, stages, out_features=r.OUT_FEATURES, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT
-    )
+    return ResNet(stem, stages, out_features=r.OUT_FEATURES, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT)

@@ -6,6 +6,7 @@ deformable 3x3 convs (DCNv2, through ``d2_instseg.layers.modulated_deform_conv2d
 
 Shape shorthand: N images, C_i channels of level i, H x W input; level i has stride 2^i.
 """
+
 import math
 from typing import List, Optional, Sequence
 
@@ -109,7 +110,7 @@ class DLA(nn.Module):
     def __init__(self, levels: Sequence[int], channels: Sequence[int], norm: str):
         super().__init__()
         if len(levels) != 6 or len(channels) != 6:
-            raise ValueError("MODEL.CENTERMASK.DLA.LEVELS and .CHANNELS need 6 entries each")
+            raise ValueError("MODEL.DLA.LEVELS and .CHANNELS need 6 entries each")
         self.channels = list(channels)
         self.base_layer = conv_norm_act(3, channels[0], 7, 1, norm)
         self.level0 = self._conv_level(channels[0], channels[0], levels[0], 1, norm)
@@ -279,10 +280,10 @@ class DLASeg(Backbone):
 
 @BACKBONE_REGISTRY.register()
 def build_dla_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
-    """DLA-34 (or the levels/channels of ``MODEL.CENTERMASK.DLA``) with IDA-up to stride 4."""
+    """DLA-34 (or the levels/channels of ``MODEL.DLA``) with IDA-up to stride 4."""
     if input_shape.channels != 3:
         raise ValueError(f"DLA expects 3 input channels, got {input_shape.channels}")
-    dla = cfg.MODEL.CENTERMASK.DLA
+    dla = cfg.MODEL.DLA
     return DLASeg(
         levels=dla.LEVELS, channels=dla.CHANNELS, deformable=dla.DEFORMABLE, norm=dla.NORM
     )

@@ -8,67 +8,15 @@ DownsamplerBlock(w0, w1), ``NUM_STAGE2_BLOCKS`` x non_bottleneck_1d(w1, dilation
 DownsamplerBlock(w1, w2), then ``STAGE3_REPEATS`` x [non_bottleneck_1d(w2, dilation d) for d in
 ``STAGE3_DILATIONS``]. The output "erf3" has stride 8 and w2 channels (128 in the paper).
 """
+
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch import nn
 
-# ERFNet's BatchNorm epsilon.
-_BN_EPS = 1e-3
-
-
-class DownsamplerBlock(nn.Module):
-    """(B, C_in, H, W) -> (B, C_out, H/2, W/2): concat(conv3x3 stride 2 with C_out - C_in channels,
-    maxpool 2x2), BN, ReLU."""
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__()
-        if out_channels <= in_channels:
-            raise ValueError(
-                f"DownsamplerBlock needs out_channels > in_channels ({in_channels}, {out_channels})"
-            )
-        self.conv = nn.Conv2d(
-            in_channels, out_channels - in_channels, 3, stride=2, padding=1, bias=True
-        )
-        self.bn = nn.BatchNorm2d(out_channels, eps=_BN_EPS)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu_(self.bn(torch.cat([self.conv(x), F.max_pool2d(x, 2, 2)], dim=1)))
-
-
-class NonBottleneck1d(nn.Module):
-    """Factorised residual block (B, C, H, W) -> (B, C, H, W): 3x1, ReLU, 1x3, BN, ReLU, dilated
-    3x1, ReLU, dilated 1x3, BN, Dropout2d, then ReLU(out + input)."""
-
-    # BatchNorms that d2_instseg.layers.fuse_conv_bn may fold into the conv before them.
-    conv_bn_pairs = (("conv1x3_1", "bn1"), ("conv1x3_2", "bn2"))
-
-    def __init__(self, channels: int, dropout: float, dilation: int):
-        super().__init__()
-        self.conv3x1_1 = nn.Conv2d(channels, channels, (3, 1), padding=(1, 0))
-        self.conv1x3_1 = nn.Conv2d(channels, channels, (1, 3), padding=(0, 1))
-        self.bn1 = nn.BatchNorm2d(channels, eps=_BN_EPS)
-        self.conv3x1_2 = nn.Conv2d(
-            channels, channels, (3, 1), padding=(dilation, 0), dilation=(dilation, 1)
-        )
-        self.conv1x3_2 = nn.Conv2d(
-            channels, channels, (1, 3), padding=(0, dilation), dilation=(1, dilation)
-        )
-        self.bn2 = nn.BatchNorm2d(channels, eps=_BN_EPS)
-        self.dropout = nn.Dropout2d(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # In-place ReLU and residual add on fresh conv / BN / dropout outputs (their backward does
-        # not read them): at full resolution, allocating a new tensor per elementwise op cost more
-        # than the op itself.
-        out = F.relu_(self.conv3x1_1(x))
-        out = F.relu_(self.bn1(self.conv1x3_1(out)))
-        out = F.relu_(self.conv3x1_2(out))
-        out = self.dropout(self.bn2(self.conv1x3_2(out)))
-        return F.relu_(out.add_(x))
+from ...layers.erfnet_blocks import DownsamplerBlock, NonBottleneck1d
 
 
 class ERFNetEncoder(Backbone):
@@ -119,7 +67,7 @@ class ERFNetEncoder(Backbone):
 
 @BACKBONE_REGISTRY.register()
 def build_erfnet_backbone(cfg, input_shape: ShapeSpec) -> ERFNetEncoder:
-    """ERFNet encoder from ``cfg.MODEL.ERFNET`` (see ``add_spatial_embed_config``)."""
+    """ERFNet encoder from ``cfg.MODEL.ERFNET`` (see ``add_backbone_config``)."""
     node = cfg.MODEL.ERFNET
     return ERFNetEncoder(
         in_channels=input_shape.channels,

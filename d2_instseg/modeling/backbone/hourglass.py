@@ -5,6 +5,7 @@ nearest up-sampling, skip branches added), joined by 1x1 conv + norm merges.
 Shape shorthand: N images, H x W input (multiple of 128); each hourglass output is
 (N, 256, H/4, W/4).
 """
+
 from typing import Dict, Sequence
 
 import torch
@@ -84,7 +85,7 @@ class Hourglass(Backbone):
         super().__init__()
         if len(dims) != len(modules) or len(dims) < 2:
             raise ValueError(
-                "MODEL.CENTERMASK.HOURGLASS.DIMS and .MODULES need the same length (>= 2), got "
+                "MODEL.HOURGLASS.DIMS and .MODULES need the same length (>= 2), got "
                 f"{list(dims)} and {list(modules)}"
             )
         self.num_stacks = num_stacks
@@ -131,8 +132,8 @@ class Hourglass(Backbone):
 
 @BACKBONE_REGISTRY.register()
 def build_hourglass_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
-    """Hourglass-104 (``MODEL.CENTERMASK.HOURGLASS``), trained from scratch."""
+    """Hourglass-104 (``MODEL.HOURGLASS``), trained from scratch."""
     if input_shape.channels != 3:
         raise ValueError(f"Hourglass expects 3 input channels, got {input_shape.channels}")
-    hg = cfg.MODEL.CENTERMASK.HOURGLASS
+    hg = cfg.MODEL.HOURGLASS
     return Hourglass(num_stacks=hg.NUM_STACKS, dims=hg.DIMS, modules=hg.MODULES, norm=hg.NORM)

@@ -1,22 +1,26 @@
 """Config keys of CenterMask (point representation; Wang et al., CVPR 2020), under
 ``MODEL.CENTERMASK``."""
+
 from detectron2.config import CfgNode as CN
 
 from ...utils.config_checks import (
     POSITIVE_RANGE,
     Rule,
-    all_at_least,
     at_least,
     check_keys,
     closed_interval,
     one_of,
     open_interval,
 )
-from .head import MASK_BRANCHES
+from ...utils.config_registry import register_config_part
+
+# The mask branches of the paper's ablation (MODEL.CENTERMASK.MASK_BRANCHES).
+MASK_BRANCHES = ("both", "shape", "saliency")
 
 
 def add_centermask_config(cfg: CN) -> None:
-    """Add ``MODEL.CENTERMASK`` (heads, losses, inference) and its backbones' keys to ``cfg``."""
+    """Add ``MODEL.CENTERMASK`` (heads, losses, inference, training augmentation) to ``cfg`` (the
+    DLA-34 and Hourglass backbones' keys are ``MODEL.DLA`` / ``MODEL.HOURGLASS``)."""
     _C = cfg
     _C.MODEL.CENTERMASK = CN()
     # C: number of thing classes (heatmap channels); the Trainer syncs it from dataset metadata.
@@ -57,28 +61,6 @@ def add_centermask_config(cfg: CN) -> None:
     _C.MODEL.CENTERMASK.TRAIN_CROP_SIZE = 512
     _C.MODEL.CENTERMASK.TRAIN_SCALE_RANGE = (0.6, 1.3)
 
-    # DLA-34 with iterative deep aggregation up to stride 4 (CenterNet's DLASeg), from scratch.
-    _C.MODEL.CENTERMASK.DLA = CN()
-    # Channels of DLA levels 0..5 (strides 1..32); DLA-34: 16, 32, 64, 128, 256, 512.
-    _C.MODEL.CENTERMASK.DLA.CHANNELS = [16, 32, 64, 128, 256, 512]
-    # Number of tree levels of DLA levels 0..5; DLA-34: 1, 1, 1, 2, 2, 1.
-    _C.MODEL.CENTERMASK.DLA.LEVELS = [1, 1, 1, 2, 2, 1]
-    # IDA-up convs: modulated deformable 3x3 (DCNv2, as CenterNet) if True, plain 3x3 if False.
-    _C.MODEL.CENTERMASK.DLA.DEFORMABLE = True
-    # Normalisation after every conv: "BN", "GN", "SyncBN", ... (Detectron2 get_norm names).
-    _C.MODEL.CENTERMASK.DLA.NORM = "BN"
-
-    # Hourglass-104 (CenterNet's large_hourglass; two stacks), from scratch.
-    _C.MODEL.CENTERMASK.HOURGLASS = CN()
-    # Number of stacked hourglasses; the heads read the last one.
-    _C.MODEL.CENTERMASK.HOURGLASS.NUM_STACKS = 2
-    # Channels at the hourglass' 6 resolutions (stride 4 .. 128).
-    _C.MODEL.CENTERMASK.HOURGLASS.DIMS = [256, 256, 384, 384, 384, 512]
-    # Residual blocks at each resolution.
-    _C.MODEL.CENTERMASK.HOURGLASS.MODULES = [2, 2, 2, 2, 2, 4]
-    # Normalisation after every conv (Detectron2 get_norm names).
-    _C.MODEL.CENTERMASK.HOURGLASS.NORM = "BN"
-
 
 def check_centermask_config(cfg: CN) -> None:
     """Raise ValueError naming the first invalid ``MODEL.CENTERMASK`` key (the backbone-dependent
@@ -106,8 +88,8 @@ def check_centermask_config(cfg: CN) -> None:
             ("MASK_THRESH_TEST", closed_interval(0, 1)),
             ("TRAIN_CROP_SIZE", at_least(1)),
             ("TRAIN_SCALE_RANGE", POSITIVE_RANGE),
-            ("DLA.CHANNELS", all_at_least(1, length=6)),
-            ("DLA.LEVELS", all_at_least(1, length=6)),
-            ("HOURGLASS.NUM_STACKS", at_least(1)),
         ],
     )
+
+
+register_config_part("centermask", add_centermask_config, check_centermask_config)

@@ -6,6 +6,7 @@ Shape shorthand:
     N: images, F: input feature channels, H x W: feature map (output-stride pixels), C: classes,
     S: local shape side, C_s: saliency channels (1 or C), K: objects, centers are (x, y).
 """
+
 import math
 from typing import Dict
 
@@ -15,10 +16,9 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from torch import nn
 
-__all__ = ["CenterMaskHead", "MASK_BRANCHES", "patches_at"]
+from .config import MASK_BRANCHES
 
-# Which of local shape L and global saliency G build the mask (the paper's ablation).
-MASK_BRANCHES = ("both", "shape", "saliency")
+__all__ = ["CenterMaskHead", "patches_at"]
 
 
 def _hidden(in_channels: int, head_conv: int) -> nn.Sequential:
@@ -29,7 +29,8 @@ def patches_at(
     features: torch.Tensor, batch_idx: torch.Tensor, centers: torch.Tensor
 ) -> torch.Tensor:
     """The 3x3 neighbourhood of each point, zeros outside the map, flattened in the order of a
-    (out, F, 3, 3) conv weight's ``flatten(1)``: a padded 3x3 conv at the point is then one linear map.
+    (out, F, 3, 3) conv weight's ``flatten(1)``: a padded 3x3 conv at the point is then one linear
+    map.
 
     Args:
         features: (N, F, H, W).

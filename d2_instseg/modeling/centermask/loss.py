@@ -4,6 +4,7 @@ Shape shorthand:
     N: images, H x W: feature map, K: objects of the batch, R_m: side of the assembled mask grid,
     C_s: saliency channels.
 """
+
 import torch
 import torch.nn.functional as F
 

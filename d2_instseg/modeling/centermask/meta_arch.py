@@ -1,27 +1,34 @@
 """``CenterMaskPoint``: CenterMask (Wang et al., CVPR 2020, point representation) as a Detectron2
-meta-architecture. Backbone -> stride-4 feature -> five heads; training losses of the paper;
-inference by CenterNet decoding and mask assembly, returned through ``detector_postprocess``
-with the masks pasted by ``d2_instseg.layers.paste_masks``.
+meta-architecture, shaped like Detectron2's dense detectors: ``preprocess_image`` -> backbone
+(stride-4 feature) -> five heads -> ``forward_training`` (the paper's losses) or
+``forward_inference`` (CenterNet decoding and mask assembly) -> ``centermask_postprocess``.
 
 Shape shorthand: N images, C classes, H x W feature map (stride R), K objects, S local shape side.
 """
-import math
+
 from typing import Dict, List, Optional
 
 import torch
 from detectron2.config import configurable
-from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone, detector_postprocess
+from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
-from ...layers import paste_masks
 from ...layers.centernet import centernet_focal_loss
-from .config import check_centermask_config
+from ...utils.config_checks import check_backbone_features
+from ...utils.config_registry import check_d2_instseg_config
+from ..preprocess import preprocess_image
+from .assemble import assemble_masks
 from .head import CenterMaskHead
 from .loss import mask_bce_loss, reg_l1_loss, saliency_bce_loss
-from .postprocess import assemble_masks, center_boxes, find_centers
+from .postprocess import (
+    center_boxes,
+    centermask_postprocess,
+    clip_to_images,
+    find_centers,
+    mask_grid_size,
+)
 from .targets import centermask_targets, saliency_targets
-from ...utils.config_checks import check_backbone_features
 
 __all__ = ["CenterMaskPoint"]
 
@@ -83,7 +90,7 @@ class CenterMaskPoint(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
-        check_centermask_config(cfg)
+        check_d2_instseg_config(cfg)
         cm = cfg.MODEL.CENTERMASK
         backbone = build_backbone(cfg)
         shapes = backbone.output_shape()
@@ -116,9 +123,8 @@ class CenterMaskPoint(nn.Module):
         return self.pixel_mean.device
 
     def preprocess_image(self, batched_inputs: List[Dict]) -> ImageList:
-        images = [x["image"].to(self.device) for x in batched_inputs]
-        images = [(x - self.pixel_mean) / self.pixel_std for x in images]
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
+        divisibility = self.backbone.size_divisibility
+        return preprocess_image(batched_inputs, self.pixel_mean, self.pixel_std, divisibility)
 
     def forward(self, batched_inputs: List[Dict]):
         """
@@ -135,26 +141,16 @@ class CenterMaskPoint(nn.Module):
         outputs = self.head(features)
         if self.training:
             gt = [x["instances"].to(self.device) for x in batched_inputs]
-            return self.losses(features, outputs, gt)
-        results = self.inference(features, outputs, images.image_sizes)
-        processed = []
-        for result, inp, size in zip(results, batched_inputs, images.image_sizes):
-            height, width = inp.get("height", size[0]), inp.get("width", size[1])
-            processed.append({"instances": self._postprocess(result, height, width)})
-        return processed
-
-    def _postprocess(self, result: Instances, height: int, width: int) -> Instances:
-        """``detector_postprocess`` (boxes scaled to the output size, clipped, empty ones dropped)
-        with the masks pasted by ``d2_instseg.layers.paste_masks``: the same masks, all at once
-        instead of Detectron2's one-mask-at-a-time loop on CPU."""
-        fields = result.get_fields()
-        fields["mask_probs"] = fields.pop("pred_masks")[:, 0]
-        result = detector_postprocess(Instances(result.image_size, **fields), height, width)
-        result.pred_masks = paste_masks(
-            result.mask_probs, result.pred_boxes.tensor, (height, width), self.mask_thresh_test
-        )
-        result.remove("mask_probs")
-        return result
+            return self.forward_training(features, outputs, gt)
+        results = self.forward_inference(features, outputs, images.image_sizes)
+        return [
+            {
+                "instances": centermask_postprocess(
+                    result, x.get("height", size[0]), x.get("width", size[1]), self.mask_thresh_test
+                )
+            }
+            for result, x, size in zip(results, batched_inputs, images.image_sizes)
+        ]
 
     def _saliency_channel(self, classes: torch.Tensor) -> torch.Tensor:
         return classes if self.saliency_class_specific else torch.zeros_like(classes)
@@ -179,7 +175,7 @@ class CenterMaskPoint(nn.Module):
             mask_size=mask_size,
         )
 
-    def losses(
+    def forward_training(
         self,
         features: torch.Tensor,
         outputs: Dict[str, torch.Tensor],
@@ -224,11 +220,12 @@ class CenterMaskPoint(nn.Module):
             losses["loss_saliency"] = saliency_bce_loss(saliency, target)
         return {k: v * self.loss_weights[k] for k, v in losses.items()}
 
-    def inference(
+    def forward_inference(
         self, features: torch.Tensor, outputs: Dict[str, torch.Tensor], image_sizes
     ) -> List[Instances]:
-        """Decoded detections per image, boxes in input pixels, pred_masks (k, 1, R_m, R_m)
-        probabilities over each box (pasted and thresholded by :meth:`_postprocess`).
+        """Decoded detections per image before post-processing: pred_boxes (clipped to the image)
+        in input pixels, scores, pred_classes and mask_probs (k, R_m, R_m) over each box (pasted and
+        thresholded by :func:`centermask_postprocess`).
 
         Args:
             features: (N, F, H, W) the heads' input.
@@ -240,18 +237,9 @@ class CenterMaskPoint(nn.Module):
         )
         points = self.head.at_points(features, det["batch_idx"], det["centers"])
         det["boxes"] = center_boxes(det["centers"], points["offset"], points["size"])
-        # Clip each box to its image (feature pixels); the masks are assembled over the clipped box,
-        # which is the box detector_postprocess pastes them into.
-        # (stacked rather than torch.tensor(image_sizes): under tracing, e.g. fvcore's FLOP count,
-        # the sizes are 0-d tensors)
-        limits = torch.stack([torch.stack([torch.as_tensor(h), torch.as_tensor(w)])
-                              for h, w in image_sizes])
-        limits = limits.to(device=self.device, dtype=det["boxes"].dtype)
-        limits = (limits.flip(1) / self.stride)[det["batch_idx"]].repeat(1, 2)
-        rois = torch.minimum(det["boxes"].clamp(min=0), limits)
-        # A grid at least as fine as the feature map inside every box, so cropping G loses nothing.
-        side = (rois[:, 2:] - rois[:, :2]).max() if len(rois) else rois.new_zeros(())
-        mask_size = max(self.head.shape_size, int(math.ceil(float(side))))
+        # The masks are assembled over the clipped box, the box they are pasted into.
+        rois = clip_to_images(det["boxes"], det["batch_idx"], image_sizes, self.stride)
+        mask_size = mask_grid_size(rois, self.head.shape_size)
         masks = self._masks(outputs.get("saliency"), points, det, rois, mask_size)
         results = []
         for i, size in enumerate(image_sizes):
@@ -260,6 +248,6 @@ class CenterMaskPoint(nn.Module):
             r.pred_boxes = Boxes(rois[sel] * self.stride)
             r.scores = det["scores"][sel]
             r.pred_classes = det["classes"][sel]
-            r.pred_masks = masks[sel][:, None]
+            r.mask_probs = masks[sel]
             results.append(r)
         return results

@@ -1,83 +1,31 @@
-"""CenterMask mask assembly and CenterNet decoding.
+"""CenterMask inference after the heads: CenterNet decoding (peaks -> centers, boxes), the boxes
+clipped to their images, the size of the mask grid, and the detections at the output resolution
+(boxes scaled, masks pasted) as Detectron2's ``detector_postprocess`` returns them.
 
 Shape shorthand:
     N: images, C: classes, H x W: feature map, K: objects (all images together),
-    S: local shape side, C_s: saliency channels, R_m: side of the assembled mask grid.
+    R_m: side of the assembled mask grid.
 Feature coordinates: feature pixel (y, x) covers [x, x + 1) x [y, y + 1), so its center is at
 (x + 0.5, y + 0.5); boxes are XYXY floats in these units.
 """
-from typing import Dict, Optional
+
+import math
+from typing import Dict, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import roi_align
+from detectron2.modeling import detector_postprocess
+from detectron2.structures import Instances
 
-__all__ = ["assemble_masks", "center_boxes", "find_centers"]
+from ...layers import paste_masks
 
-
-def assemble_masks(
-    *,
-    shape_logits: Optional[torch.Tensor],
-    saliency_logits: Optional[torch.Tensor],
-    saliency_channel: torch.Tensor,
-    batch_idx: torch.Tensor,
-    boxes: torch.Tensor,
-    rois: torch.Tensor,
-    mask_size: int,
-) -> torch.Tensor:
-    """M_k = sigmoid(L_k) * sigmoid(G_k) on an R_m x R_m grid over each object's ROI.
-
-    L_k is the S x S local shape stretched over the object's box (bilinear: "resized to h x w"), G_k
-    the saliency map cropped to the box; both are sampled at the centers of the R_m x R_m cells of
-    ``rois`` (the box itself, or its part inside the image) with aligned ROIAlign, one sampling
-    point per cell. Pasting the grid into the ROI (Detectron2's ``paste_masks_in_image``) then gives
-    the image mask.
-
-    Args:
-        shape_logits: (K, S, S) local shape logits L, or None (saliency-only: sigmoid(L) := 1).
-        saliency_logits: (N, C_s, H, W) global saliency logits G, or None (shape-only).
-        saliency_channel: (K,) long channel of G read by each object (its class, or 0).
-        batch_idx: (K,) long image of each object.
-        boxes: (K, 4) the boxes the local shapes span, feature pixels.
-        rois: (K, 4) the regions to assemble, feature pixels (``boxes``, or ``boxes`` clipped).
-        mask_size: R_m.
-    Returns:
-        (K, R_m, R_m) mask probabilities.
-    """
-    if shape_logits is None and saliency_logits is None:
-        raise ValueError("assemble_masks needs the local shape, the saliency map, or both")
-    k = len(rois)
-    masks = rois.new_ones((k, mask_size, mask_size))
-    if k == 0:
-        # Keep the graph so an empty batch still back-propagates (zero) gradients to both branches.
-        for logits in (shape_logits, saliency_logits):
-            if logits is not None:
-                masks = masks + logits.sum() * 0
-        return masks
-    if shape_logits is not None:
-        s = shape_logits.shape[-1]
-        wh = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1e-6)
-        # The ROI in the local shape's own grid, where the whole box spans [0, S] x [0, S].
-        in_shape = (rois - boxes[:, :2].repeat(1, 2)) / wh.repeat(1, 2) * s
-        index = torch.arange(k, device=rois.device, dtype=rois.dtype)[:, None]
-        local = roi_align(
-            shape_logits[:, None], torch.cat([index, in_shape], 1), mask_size, 1.0, 1, True
-        )
-        masks = masks * torch.sigmoid(local[:, 0])
-    if saliency_logits is not None:
-        n, cs, h, w = saliency_logits.shape
-        # Each (image, channel) pair as a single-channel map, so each ROI reads only its channel.
-        index = (batch_idx * cs + saliency_channel).to(rois.dtype)[:, None]
-        crops = roi_align(
-            saliency_logits.reshape(n * cs, 1, h, w),
-            torch.cat([index, rois], 1),
-            mask_size,
-            1.0,
-            1,
-            True,
-        )
-        masks = masks * torch.sigmoid(crops[:, 0])
-    return masks
+__all__ = [
+    "center_boxes",
+    "centermask_postprocess",
+    "clip_to_images",
+    "find_centers",
+    "mask_grid_size",
+]
 
 
 def find_centers(
@@ -128,3 +76,51 @@ def center_boxes(centers: torch.Tensor, offset: torch.Tensor, size: torch.Tensor
     """
     ct = centers.to(offset.dtype) + offset
     return torch.cat([ct - size / 2, ct + size / 2], 1)
+
+
+def clip_to_images(
+    boxes: torch.Tensor,
+    batch_idx: torch.Tensor,
+    image_sizes: Sequence[Tuple[int, int]],
+    stride: int,
+) -> torch.Tensor:
+    """Each box clipped to its image.
+
+    Args:
+        boxes: (K, 4) XYXY in feature pixels; batch_idx: (K,) long image of each box.
+        image_sizes: (h, w) of each image before padding, input pixels.
+        stride: input pixels per feature pixel.
+    Returns:
+        (K, 4) boxes inside [0, w / stride] x [0, h / stride] of their image.
+    """
+    # stacked rather than torch.tensor(image_sizes): under tracing (fvcore's FLOP count, export)
+    # the sizes are 0-d tensors
+    limits = torch.stack(
+        [torch.stack([torch.as_tensor(h), torch.as_tensor(w)]) for h, w in image_sizes]
+    )
+    limits = limits.to(device=boxes.device, dtype=boxes.dtype)
+    limits = (limits.flip(1) / stride)[batch_idx].repeat(1, 2)
+    return torch.minimum(boxes.clamp(min=0), limits)
+
+
+def mask_grid_size(rois: torch.Tensor, shape_size: int) -> int:
+    """R_m: at least the local shape's S and at least as fine as the feature map inside the widest
+    of the (K, 4) ``rois`` (feature pixels), so that cropping the saliency map loses nothing."""
+    side = (rois[:, 2:] - rois[:, :2]).max() if len(rois) else rois.new_zeros(())
+    return max(shape_size, int(math.ceil(float(side))))
+
+
+def centermask_postprocess(
+    result: Instances, height: int, width: int, mask_threshold: float
+) -> Instances:
+    """One image's detections (``pred_boxes`` in input pixels, ``scores``, ``pred_classes``,
+    ``mask_probs`` (K, R_m, R_m) over each box) -> the output resolution (``height``, ``width``):
+    Detectron2's ``detector_postprocess`` (boxes scaled and clipped, empty ones dropped), then every
+    mask pasted into its box at once (:func:`d2_instseg.layers.paste_masks`, equal to Detectron2's
+    one-mask-at-a-time paste) and thresholded: ``pred_masks`` (K', height, width) bool."""
+    result = detector_postprocess(result, height, width)
+    result.pred_masks = paste_masks(
+        result.mask_probs, result.pred_boxes.tensor, (height, width), mask_threshold
+    )
+    result.remove("mask_probs")
+    return result

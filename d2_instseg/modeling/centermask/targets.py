@@ -8,6 +8,7 @@ Feature coordinates: feature pixel (y, x) covers input pixels [R y, R (y + 1)) x
 so a box in input pixels is divided by R; centers, offsets, sizes are (x, y) / (w, h) in feature
 pixels.
 """
+
 from typing import Dict, List, Tuple
 
 import torch

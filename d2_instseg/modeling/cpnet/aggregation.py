@@ -9,9 +9,9 @@ separable and depth-wise: groups = C, no norm, activation or point-wise convolut
 are summed, normalised and rectified. Each branch covers a k x k window, so an output position sees
 a (k + 2) x (k + 2) input window (the 3x3 reduction adds 2).
 """
-from torch import nn
 
 from detectron2.layers import Conv2d, get_norm
+from torch import nn
 
 
 class AggregationModule(nn.Module):

@@ -1,19 +1,22 @@
-"""Config keys of CPNet and of its FCN / UNet baselines (issue #5)."""
+"""Config keys of CPNet (``MODEL.CPNET``); its FCN / UNet baselines' are in ``modeling/fcn``."""
+
 from detectron2.config import CfgNode as CN
 
 from ...utils.config_checks import (
+    ABSOLUTE_CROP,
     Rule,
     all_at_least,
     at_least,
     check_keys,
+    check_sem_seg_head,
     closed_interval,
     one_of,
 )
+from ...utils.config_registry import register_config_part
 
 
 def add_cpnet_config(cfg: CN) -> None:
-    """Add MODEL.CPNET, MODEL.FCN, MODEL.UNET and INPUT.RANDOM_SCALE (and the poly-LR / ResNet res4
-    dilation keys, named as in Detectron2's DeepLab project so both adders compose).
+    """Add MODEL.CPNET (the head, and CPNetSegmentor's inference under MODEL.CPNET.TEST).
 
     The number of classes and the ignore label are Detectron2's MODEL.SEM_SEG_HEAD.NUM_CLASSES and
     MODEL.SEM_SEG_HEAD.IGNORE_VALUE (the Trainer syncs NUM_CLASSES from the dataset's metadata).
@@ -56,58 +59,27 @@ def add_cpnet_config(cfg: CN) -> None:
     # Also average the horizontally flipped prediction.
     _C.MODEL.CPNET.TEST.FLIP = False
 
-    _C.MODEL.FCN = CN()
-    # FCN-32s / 16s / 8s: the finest stride whose score map is fused (by addition) before the
-    # final learnable up-sampling.
-    _C.MODEL.FCN.VARIANT = 8
-    # Backbone features at strides 8, 16, 32 (pool3, pool4, pool5 in the FCN paper).
-    _C.MODEL.FCN.IN_FEATURES = ["res3", "res4", "res5"]
-    # Width of the conv (3x3 + norm + ReLU + dropout) on the coarsest feature (FCN's fc6/fc7).
-    _C.MODEL.FCN.CONV_DIM = 512
-    _C.MODEL.FCN.DROPOUT = 0.1
-    _C.MODEL.FCN.NORM = "BN"
-
-    _C.MODEL.UNET = CN()
-    # Encoder levels, finest first; the decoder climbs from the last one with concatenation skips.
-    _C.MODEL.UNET.IN_FEATURES = ["res2", "res3", "res4", "res5"]
-    # Decoder width after fusing each skip, deepest skip first (one entry per skip level).
-    _C.MODEL.UNET.DECODER_CHANNELS = [256, 128, 64]
-    _C.MODEL.UNET.NORM = "BN"
-
-    # Random scale augmentation of SemSegScaleCropMapper: the image is fitted inside
-    # BASE_SIZE * s, s ~ U(RANGE), then flipped (INPUT.RANDOM_FLIP) and cropped / padded (label =
-    # ignore) to INPUT.CROP.SIZE.
-    _C.INPUT.RANDOM_SCALE = CN()
-    _C.INPUT.RANDOM_SCALE.BASE_SIZE = [512, 2048]
-    _C.INPUT.RANDOM_SCALE.RANGE = [0.5, 2.0]
-
-    # Dilation of res4 for build_dilated_resnet_backbone (2 with RES5_DILATION 4: output stride 8).
-    if "RES4_DILATION" not in _C.MODEL.RESNETS:
-        _C.MODEL.RESNETS.RES4_DILATION = 1
-
-
-def _check_sem_seg_head(cfg: CN, *, own_loss_weight: bool = False) -> None:
-    """Detectron2's MODEL.SEM_SEG_HEAD keys as our heads read them (LOSS_WEIGHT unless the head has
-    its own)."""
-    num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
-    rows = [
-        ("NUM_CLASSES", at_least(1)),
-        (
-            "IGNORE_VALUE",
-            Rule(lambda v: not 0 <= v < num_classes, "must not be a class id (0..NUM_CLASSES-1)"),
-        ),
-    ]
-    if not own_loss_weight:
-        rows.append(("LOSS_WEIGHT", at_least(0)))
-    check_keys(cfg, "MODEL.SEM_SEG_HEAD", rows)
-
 
 def check_cpnet_config(cfg: CN) -> None:
-    """Raise ValueError naming the first invalid key of CPNetHead (``MODEL.CPNET`` without TEST,
-    ``MODEL.SEM_SEG_HEAD``); the backbone-dependent feature names are checked by the head."""
-    _check_sem_seg_head(cfg, own_loss_weight=True)
+    """Raise ValueError naming the first invalid key of CPNetHead (``MODEL.CPNET`` and
+    ``MODEL.SEM_SEG_HEAD``, when it is the SEM_SEG_HEAD) and of CPNetSegmentor (``MODEL.CPNET.TEST``
+    and INPUT.CROP, when it is the meta-architecture); the backbone-dependent feature names and the
+    prior size are checked when the model is built."""
+    if cfg.MODEL.SEM_SEG_HEAD.NAME == "CPNetHead":
+        _check_head(cfg)
+    if cfg.MODEL.META_ARCHITECTURE == "CPNetSegmentor":
+        check_keys(cfg, "INPUT", [("CROP", ABSOLUTE_CROP)])
+        _check_test(cfg)
+
+
+def _check_head(cfg: CN) -> None:
+    check_sem_seg_head(cfg, own_loss_weight=True)
     weights = (
-        "LOSS_WEIGHT", "AUX_LOSS_WEIGHT", "AFFINITY_LOSS_WEIGHT", "UNARY_WEIGHT", "GLOBAL_WEIGHT"
+        "LOSS_WEIGHT",
+        "AUX_LOSS_WEIGHT",
+        "AFFINITY_LOSS_WEIGHT",
+        "UNARY_WEIGHT",
+        "GLOBAL_WEIGHT",
     )
     check_keys(
         cfg,
@@ -123,9 +95,8 @@ def check_cpnet_config(cfg: CN) -> None:
     )
 
 
-def check_cpnet_test_config(cfg: CN) -> None:
-    """Raise ValueError naming the first invalid ``MODEL.CPNET.TEST`` key of CPNetSegmentor (whose
-    windows are INPUT.CROP.SIZE)."""
+def _check_test(cfg: CN) -> None:
+    # the sliding windows are INPUT.CROP.SIZE
     crop = list(cfg.INPUT.CROP.SIZE)
     check_keys(
         cfg,
@@ -144,32 +115,4 @@ def check_cpnet_test_config(cfg: CN) -> None:
     )
 
 
-def check_fcn_config(cfg: CN) -> None:
-    """Raise ValueError naming the first invalid key of FCNHead (``MODEL.FCN``,
-    ``MODEL.SEM_SEG_HEAD``)."""
-    _check_sem_seg_head(cfg)
-    check_keys(
-        cfg,
-        "MODEL.FCN",
-        [
-            ("VARIANT", one_of(32, 16, 8)),
-            ("IN_FEATURES", Rule(lambda v: len(v) == 3, "must name 3 features (stride 8, 16, 32)")),
-            ("CONV_DIM", at_least(1)),
-            ("DROPOUT", closed_interval(0, 1)),
-        ],
-    )
-
-
-def check_unet_config(cfg: CN) -> None:
-    """Raise ValueError naming the first invalid key of UNetHead (``MODEL.UNET``,
-    ``MODEL.SEM_SEG_HEAD``)."""
-    _check_sem_seg_head(cfg)
-    levels = len(cfg.MODEL.UNET.IN_FEATURES)
-    check_keys(
-        cfg,
-        "MODEL.UNET",
-        [
-            ("IN_FEATURES", Rule(lambda v: len(v) >= 2, "must name >= 2 backbone outputs")),
-            ("DECODER_CHANNELS", all_at_least(1, length=max(levels - 1, 1))),
-        ],
-    )
+register_config_part("cpnet", add_cpnet_config, check_cpnet_config)

@@ -9,12 +9,12 @@ sigmoid): channel j at position i becomes ``P[b, i, j]``, the probability that p
 same class as position i. Because the convolution has N = h * w output channels, the layer only
 works on features of exactly the size it was built for (the training crop / 8).
 """
+
 from typing import Tuple
 
 import torch
-from torch import nn
-
 from detectron2.layers import Conv2d, get_norm
+from torch import nn
 
 
 def prior_context(prior: torch.Tensor, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

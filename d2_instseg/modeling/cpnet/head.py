@@ -4,31 +4,23 @@ Shape shorthand:
     B: batch size; H, W: input (padded) image size; h, w: size of the stride-s feature (s = 8 with
     a dilated ResNet), which must equal MODEL.CPNET.PRIOR_SIZE; N = h * w; K: number of classes.
 """
+
 from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
+from torch import nn
 
 from ...layers.affinity import affinity_loss, ideal_affinity_map
 from ...layers.conv import conv_norm_act
 from ...layers.cross_entropy import cross_entropy_ignore
-from .aggregation import AggregationModule
-from .config import check_cpnet_config
-from .context_prior import ContextPriorLayer
+from ...layers.resize import resize_and_crop
 from ...utils.config_checks import check_backbone_features
-
-
-def upsample_logits(logits: torch.Tensor, stride: int, size: Tuple[int, int]) -> torch.Tensor:
-    """(B, K, h, w) at stride ``stride`` -> (B, K, H, W) for an input of ``size`` = (H, W):
-    bilinear up-sampling by ``stride`` then cropping the bottom / right overhang (Detectron2's
-    convention, as ``sem_seg_postprocess`` crops padded predictions)."""
-    up = F.interpolate(logits, scale_factor=stride, mode="bilinear", align_corners=False)
-    return up[..., : size[0], : size[1]]
+from .aggregation import AggregationModule
+from .context_prior import ContextPriorLayer
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
@@ -101,7 +93,6 @@ class CPNetHead(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
-        check_cpnet_config(cfg)
         c = cfg.MODEL.CPNET
         hint = "see MODEL.RESNETS.OUT_FEATURES"
         check_backbone_features("MODEL.CPNET.IN_FEATURE", c.IN_FEATURE, input_shape, hint)
@@ -143,7 +134,7 @@ class CPNetHead(nn.Module):
             return None, self.losses(logits, prior, features, targets)
         x = features[self.in_feature]
         size = (x.shape[-2] * self.stride, x.shape[-1] * self.stride)
-        return upsample_logits(logits, self.stride, size), {}
+        return resize_and_crop(logits, size, factor=self.stride), {}
 
     def layers(self, features: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, K, h, w) at the feature's stride and the prior map P (B, N, N)."""
@@ -157,13 +148,12 @@ class CPNetHead(nn.Module):
         affinity loss on P against the ideal affinity map of the labels nearest-down-sampled to the
         prior's size."""
         size = tuple(targets.shape[-2:])
-        up = upsample_logits(logits, self.stride, size)
+        up = resize_and_crop(logits, size, factor=self.stride)
         ce = cross_entropy_ignore(up, targets, self.ignore_value)
         losses = {"loss_sem_seg": self.loss_weight * ce}
         if self.aux_head is not None:
-            aux = upsample_logits(
-                self.aux_head(features[self.aux_in_feature]), self.aux_stride, size
-            )
+            aux_logits = self.aux_head(features[self.aux_in_feature])
+            aux = resize_and_crop(aux_logits, size, factor=self.aux_stride)
             aux_ce = cross_entropy_ignore(aux, targets, self.ignore_value)
             losses["loss_aux"] = self.aux_loss_weight * aux_ce
         small = F.interpolate(targets[:, None].float(), size=logits.shape[-2:], mode="nearest")

@@ -9,17 +9,18 @@ scores at the image's original resolution ("height", "width"), as SemSegEvaluato
 Shape shorthand:
     K: classes; H, W: network input image size; (ch, cw): crop size; (sh, sw): sliding stride.
 """
+
 import math
 from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
-
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, SemanticSegmentor
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 
-from .config import check_cpnet_test_config
+from ...utils.config_registry import check_d2_instseg_config
+from ..preprocess import normalize_images
 
 
 def window_starts(length: int, window: int, stride: int) -> List[int]:
@@ -63,13 +64,8 @@ class CPNetSegmentor(SemanticSegmentor):
 
     @classmethod
     def from_config(cls, cfg):
+        check_d2_instseg_config(cfg)
         ret = super().from_config(cfg)
-        if not cfg.INPUT.CROP.ENABLED or cfg.INPUT.CROP.TYPE != "absolute":
-            raise ValueError(
-                "CPNetSegmentor needs INPUT.CROP.ENABLED=True and INPUT.CROP.TYPE='absolute': "
-                "INPUT.CROP.SIZE is the fixed input size of the context prior"
-            )
-        check_cpnet_test_config(cfg)
         crop = tuple(int(s) for s in cfg.INPUT.CROP.SIZE)
         t = cfg.MODEL.CPNET.TEST
         stride = tuple(int(s) for s in t.SLIDE_STRIDE)
@@ -99,8 +95,9 @@ class CPNetSegmentor(SemanticSegmentor):
     def forward_training(self, batched_inputs):
         ch, cw = self.crop_size
         images, targets = [], []
-        for x in batched_inputs:
-            image = (x["image"].to(self.device) - self.pixel_mean) / self.pixel_std
+        for x, image in zip(
+            batched_inputs, normalize_images(batched_inputs, self.pixel_mean, self.pixel_std)
+        ):
             h, w = image.shape[-2:]
             if h > ch or w > cw:
                 raise ValueError(
@@ -118,7 +115,7 @@ class CPNetSegmentor(SemanticSegmentor):
 
     def inference(self, batched_input) -> torch.Tensor:
         """One image -> (K, height, width) scores averaged over scales and flips."""
-        image = (batched_input["image"].to(self.device) - self.pixel_mean) / self.pixel_std
+        (image,) = normalize_images([batched_input], self.pixel_mean, self.pixel_std)
         size = tuple(image.shape[-2:])
         scores, count = 0.0, 0
         for scale in self.test_scales:

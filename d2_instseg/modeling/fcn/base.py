@@ -1,11 +1,12 @@
 """Common forward / loss of the baseline semantic heads (FCN, UNet)."""
+
 from typing import Dict, Optional
 
 import torch
 from torch import nn
 
 from ...layers.cross_entropy import cross_entropy_ignore
-from .upsample import fit_to
+from ...layers.resize import resize_and_crop
 
 
 class DenseHead(nn.Module):
@@ -28,5 +29,7 @@ class DenseHead(nn.Module):
         logits = self.layers(features)
         if not self.training:
             return logits, {}
-        ce = cross_entropy_ignore(fit_to(logits, targets.shape[-2:]), targets, self.ignore_value)
+        ce = cross_entropy_ignore(
+            resize_and_crop(logits, targets.shape[-2:], factor=1), targets, self.ignore_value
+        )
         return None, {"loss_sem_seg": self.loss_weight * ce}

@@ -8,21 +8,20 @@ that to score(res3); the finest fused score map is up-sampled by its stride with
 transposed convolution initialised to bilinear. Up-sampled maps are cropped to their skip's size,
 which aligns them on odd input sizes (2 * ceil(h / 2) >= h, same top-left origin).
 """
+
 from typing import Dict
 
 import torch
-from torch import nn
-
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
+from torch import nn
 
-from ..cpnet.config import check_fcn_config
 from ...layers.conv import conv_norm_act
-from .base import DenseHead
+from ...layers.resize import resize_and_crop
 from ...layers.upsample import BilinearUpsample
-from .upsample import fit_to
 from ...utils.config_checks import check_backbone_features
+from .base import DenseHead
 
 _LEVELS = {32: 1, 16: 2, 8: 3}  # variant -> number of fused backbone levels
 
@@ -76,8 +75,9 @@ class FCNHead(DenseHead):
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
-        check_fcn_config(cfg)
         f = cfg.MODEL.FCN
+        if f.VARIANT not in _LEVELS:
+            raise ValueError(f"MODEL.FCN.VARIANT={f.VARIANT!r}: must be one of {list(_LEVELS)}")
         check_backbone_features("MODEL.FCN.IN_FEATURES", f.IN_FEATURES, input_shape)
         return {
             "input_shape": input_shape,
@@ -95,5 +95,7 @@ class FCNHead(DenseHead):
         score = self.score_coarsest(features[self.in_features[-1]])
         for i in reversed(range(len(self.score_skips))):
             skip = features[self.in_features[i]]
-            score = fit_to(self.up2[i](score), skip.shape[-2:]) + self.score_skips[i](skip)
+            score = resize_and_crop(
+                self.up2[i](score), skip.shape[-2:], factor=1
+            ) + self.score_skips[i](skip)
         return self.up_final(score)

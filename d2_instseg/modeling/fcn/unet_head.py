@@ -7,21 +7,20 @@ From the coarsest level up, each step up-samples by 2 (learnable 2x2 transposed 
 crops to the skip's size (odd sizes), concatenates the skip, and applies two 3x3 conv + norm +
 ReLU. A 1x1 classifier on the finest level is bilinearly up-sampled by its stride.
 """
+
 from typing import Dict
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
+from torch import nn
 
-from ..cpnet.config import check_unet_config
 from ...layers.conv import conv_norm_act
-from .base import DenseHead
-from .upsample import fit_to
+from ...layers.resize import resize_and_crop
 from ...utils.config_checks import check_backbone_features
+from .base import DenseHead
 
 
 class UpBlock(nn.Module):
@@ -37,7 +36,7 @@ class UpBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         """(B, C_in, h, w), (B, C_skip, H, W) with H <= 2h -> (B, C_out, H, W)."""
-        up = fit_to(self.up(x), skip.shape[-2:])
+        up = resize_and_crop(self.up(x), skip.shape[-2:], factor=1)
         return self.convs(torch.cat([skip, up], dim=1))
 
 
@@ -77,7 +76,6 @@ class UNetHead(DenseHead):
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
-        check_unet_config(cfg)
         u = cfg.MODEL.UNET
         check_backbone_features("MODEL.UNET.IN_FEATURES", u.IN_FEATURES, input_shape)
         return {

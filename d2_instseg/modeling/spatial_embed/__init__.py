@@ -1,4 +1,5 @@
 """Spatial Embeddings (Neven et al., CVPR 2019): meta-architecture, decoder, loss and clustering."""
+
 from .cluster import cluster_class, cluster_instances
 from .config import add_spatial_embed_config, check_spatial_embed_config
 from .decoder import SpatialEmbedDecoder

@@ -18,6 +18,7 @@ For each class c, on the pixels whose seed exceeds ``fg_threshold``:
 A kept mask is the whole proposal, so masks of one class may overlap where a proposal covers
 pixels claimed earlier (as in the reference). Each step is one vectorised pass over the M pixels.
 """
+
 from typing import Tuple
 
 import torch

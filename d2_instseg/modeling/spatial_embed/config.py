@@ -1,5 +1,7 @@
-"""Config keys of Spatial Embeddings (``MODEL.SPATIAL_EMBED``) and of its ERFNet encoder
-(``MODEL.ERFNET``). Paper symbols: e (embedding), C_k (center), s / sigma (margin), phi, w_*."""
+"""Config keys of Spatial Embeddings (``MODEL.SPATIAL_EMBED``; its ERFNet encoder's are
+``MODEL.ERFNET``, in the backbone folder). Paper symbols: e (embedding), C_k (center), s / sigma
+(margin), phi, w_*."""
+
 from detectron2.config import CfgNode as CN
 
 from ...utils.config_checks import (
@@ -10,10 +12,11 @@ from ...utils.config_checks import (
     closed_interval,
     greater_than,
 )
+from ...utils.config_registry import register_config_part
 
 
 def add_spatial_embed_config(cfg: CN) -> None:
-    """Add ``MODEL.SPATIAL_EMBED`` and ``MODEL.ERFNET`` to ``cfg``."""
+    """Add ``MODEL.SPATIAL_EMBED`` to ``cfg``."""
     cfg.MODEL.SPATIAL_EMBED = node = CN()
     # Number of thing classes = number of seed maps (one-vs-all, sigmoid). Synced from the metadata.
     node.NUM_CLASSES = 8
@@ -48,20 +51,9 @@ def add_spatial_embed_config(cfg: CN) -> None:
     # Clustering: a proposal is kept if more than this fraction of it is still unclustered.
     node.MIN_UNCLUSTERED = 0.5
 
-    cfg.MODEL.ERFNET = erf = CN()
-    # Channels after the three downsampler blocks (strides 2, 4, 8).
-    erf.WIDTHS = [16, 64, 128]
-    # non_bottleneck_1d blocks at stride 4.
-    erf.NUM_STAGE2_BLOCKS = 5
-    # Dilations of the stride-8 non_bottleneck_1d blocks, repeated STAGE3_REPEATS times.
-    erf.STAGE3_DILATIONS = [2, 4, 8, 16]
-    erf.STAGE3_REPEATS = 2
-    # Dropout2d probability at stride 4 and at stride 8.
-    erf.DROPOUTS = [0.03, 0.3]
-
 
 def check_spatial_embed_config(cfg: CN) -> None:
-    """Raise ValueError naming the first invalid ``MODEL.SPATIAL_EMBED`` or ``MODEL.ERFNET`` key."""
+    """Raise ValueError naming the first invalid ``MODEL.SPATIAL_EMBED`` key."""
     unit = closed_interval(0, 1)
     check_keys(
         cfg,
@@ -82,23 +74,6 @@ def check_spatial_embed_config(cfg: CN) -> None:
             ("MIN_UNCLUSTERED", unit),
         ],
     )
-    # Each ERFNet downsampler concatenates its input to a conv's output: widths must grow.
-    in_channels = len(cfg.MODEL.PIXEL_MEAN)
-    growing = Rule(
-        lambda v: len(v) == 3 and in_channels < v[0] < v[1] < v[2],
-        f"needs 3 strictly increasing widths, the first > {in_channels} (input channels)",
-    )
-    dropouts = Rule(
-        lambda v: len(v) == 2 and all(0 <= p <= 1 for p in v), "needs 2 values in [0, 1]"
-    )
-    check_keys(
-        cfg,
-        "MODEL.ERFNET",
-        [
-            ("WIDTHS", growing),
-            ("NUM_STAGE2_BLOCKS", at_least(0)),
-            ("STAGE3_DILATIONS", all_at_least(1)),
-            ("STAGE3_REPEATS", at_least(0)),
-            ("DROPOUTS", dropouts),
-        ],
-    )
+
+
+register_config_part("spatial_embed", add_spatial_embed_config, check_spatial_embed_config)

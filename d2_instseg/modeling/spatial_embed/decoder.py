@@ -10,32 +10,16 @@ seed maps. Each is ``len(widths)`` x [UpsamplerBlock (transposed conv 3x3 stride
 resolution. With ERFNet's 128-channel stride-8 feature and widths (64, 16) this is the reference
 decoder; with a ResNet-FPN backbone, read e.g. "p3" (stride 8) or "p2" with widths (64,).
 """
+
 from typing import Dict, Sequence
 
 import torch
-import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from torch import nn
 
-from ..backbone.erfnet import _BN_EPS, NonBottleneck1d
+from ...layers.erfnet_blocks import NonBottleneck1d, UpsamplerBlock
 from ...utils.config_checks import check_backbone_features
-
-
-class UpsamplerBlock(nn.Module):
-    """(B, C_in, h, w) -> (B, C_out, 2h, 2w): transposed conv 3x3 stride 2, BN, ReLU."""
-
-    conv_bn_pairs = (("conv", "bn"),)  # foldable at inference (d2_instseg.layers.fuse_conv_bn)
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__()
-        self.conv = nn.ConvTranspose2d(
-            in_channels, out_channels, 3, stride=2, padding=1, output_padding=1, bias=True
-        )
-        self.bn = nn.BatchNorm2d(out_channels, eps=_BN_EPS)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu_(self.bn(self.conv(x)))
 
 
 def _branch(in_channels: int, widths: Sequence[int], blocks: int, out_channels: int):

@@ -19,6 +19,7 @@ the right only (``ImageList``), so it never moves the coordinates of real pixels
 1023 px per unit, y is exactly the reference's and x differs by 0.05%; tanh offsets reach at most
 +-1 unit (+-1023 px) and sigma bias 1 at init gives a margin of about 5 px.
 """
+
 from typing import Tuple
 
 import torch

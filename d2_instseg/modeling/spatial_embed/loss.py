@@ -19,6 +19,7 @@ The image loss is w_inst inst + w_var var + w_seed seed; the batch loss is the m
 All instances of an image are processed at once as (K, N) tensors; the Lovasz sort is a batched
 sort of K rows.
 """
+
 from typing import Dict, List
 
 import torch

@@ -5,6 +5,7 @@ Shape shorthand:
     B: batch size; H, W: padded input size; h_b, w_b: un-padded size of image b
     S: sigma channels; C: thing classes; R: instances found in one image
 """
+
 from typing import Dict, List, Sequence
 
 import torch
@@ -14,8 +15,9 @@ from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.structures import BitMasks, ImageList, Instances
 from torch import nn
 
+from ...utils.config_registry import check_d2_instseg_config
+from ..preprocess import preprocess_image
 from .cluster import cluster_instances
-from .config import check_spatial_embed_config
 from .decoder import SpatialEmbedDecoder
 from .embedding import coordinate_map, split_outputs
 from .loss import SpatialEmbedLoss
@@ -76,7 +78,7 @@ class SpatialEmbeddings(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
-        check_spatial_embed_config(cfg)
+        check_d2_instseg_config(cfg)
         backbone = build_backbone(cfg)
         node = cfg.MODEL.SPATIAL_EMBED
         return {
@@ -98,11 +100,9 @@ class SpatialEmbeddings(nn.Module):
         return self.pixel_mean.device
 
     def preprocess_image(self, batched_inputs: List[Dict]) -> ImageList:
-        images = [
-            (x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs
-        ]
         # Padding goes to the bottom/right: the coordinates of real pixels do not move.
-        return ImageList.from_tensors(images, self.size_divisibility)
+        divisibility = self.size_divisibility
+        return preprocess_image(batched_inputs, self.pixel_mean, self.pixel_std, divisibility)
 
     def forward(self, batched_inputs: List[Dict]):
         images = self.preprocess_image(batched_inputs)

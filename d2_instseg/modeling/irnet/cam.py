@@ -5,6 +5,7 @@ Shape shorthand: N images; C classes (``NUM_CLASSES``); K classes present in an 
 (H, W) image size; (h4, w4) its stride-4 grid ((H - 1) // 4 + 1, ...); (h16, w16) the stride-16
 grid.
 """
+
 from typing import Dict, List, Sequence
 
 import torch
@@ -14,7 +15,8 @@ from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.structures import ImageList
 from torch import nn
 
-from .config import check_irnet_config
+from ...utils.config_registry import check_d2_instseg_config
+from ..preprocess import preprocess_image
 from .relations import strided_size
 
 
@@ -27,6 +29,9 @@ class IRNetCAM(nn.Module):
     returns ``{"loss_cls"}`` (multi-label soft-margin loss).
     Inference: ``[{"cam": (C, h16, w16)}]``.
     """
+
+    # the classifier's modules (their learning rate is MODEL.IRNET.CAM.HEAD_LR_MULT x)
+    HEAD_MODULES = ("classifier",)
 
     @configurable
     def __init__(
@@ -49,7 +54,7 @@ class IRNetCAM(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
-        check_irnet_config(cfg)
+        check_d2_instseg_config(cfg)
         return {
             "backbone": build_backbone(cfg),
             "in_feature": cfg.MODEL.IRNET.CAM.IN_FEATURE,
@@ -58,15 +63,9 @@ class IRNetCAM(nn.Module):
             "pixel_std": cfg.MODEL.PIXEL_STD,
         }
 
-    def head_parameters(self) -> List[nn.Parameter]:
-        """The classifier's parameters (trained with a 10x learning rate)."""
-        return list(self.classifier.parameters())
-
     def preprocess_image(self, batched_inputs: List[Dict]) -> ImageList:
-        device = self.pixel_mean.device
-        mean, std = self.pixel_mean, self.pixel_std
-        images = [(x["image"].to(device) - mean) / std for x in batched_inputs]
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
+        divisibility = self.backbone.size_divisibility
+        return preprocess_image(batched_inputs, self.pixel_mean, self.pixel_std, divisibility)
 
     def forward(self, batched_inputs: List[Dict]):
         images = self.preprocess_image(batched_inputs)

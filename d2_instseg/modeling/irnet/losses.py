@@ -4,6 +4,7 @@ Shape shorthand (see ``relations.py``): N batch, D directions, (h, w) source reg
 map. Pair masks ``bg_pos``, ``fg_pos``, ``neg`` are (N, D, h, w) bool. Every mean is
 ``sum / (count + 1e-5)`` as in the authors' code, so an empty pair set contributes 0, not NaN.
 """
+
 from typing import Dict
 
 import torch

@@ -1,40 +1,20 @@
-"""Data for IRNet: image-label-only views of training sets, the CAM / IRNet dataset mappers and
-registration of the synthesised pseudo-label datasets.
+"""Dataset mappers of IRNet's steps: the CAM network's (random long-side resize, flip, crop) and
+IRNet's (random rescale, flip, crop of the image and of its relation label, the label then taken on
+the stride-4 grid). Both see only the image-level view of a dataset
+(:func:`d2_instseg.data.datasets.irnet.image_label_dicts`)."""
 
-The IRNet steps only ever see :func:`image_label_dicts`, which keeps ``file_name``, ``height``,
-``width``, ``image_id`` and ``image_labels`` of each dataset dict and drops every annotation.
-"""
 import copy
-import os
 from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 from detectron2.config import configurable
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
-from detectron2.data.datasets import register_coco_instances
 from PIL import Image
 
-from ..data import MAPPER_REGISTRY
-from .relations import downsample_label
-
-_KEEP = ("file_name", "height", "width", "image_id", "image_labels")
-
-
-def image_label_dicts(dataset_name: str) -> List[Dict]:
-    """Dataset dicts of ``dataset_name`` reduced to image-level labels (no masks, boxes or classes
-    of objects). Raises ValueError if a dict has no ``image_labels``."""
-    out = []
-    for d in DatasetCatalog.get(dataset_name):
-        if "image_labels" not in d:
-            raise ValueError(
-                f"IRNet needs image-level labels: dataset {dataset_name!r} has a dict without "
-                f"'image_labels' ({d.get('file_name')})"
-            )
-        out.append({k: d[k] for k in _KEEP if k in d})
-    return out
+from ..datasets.irnet import IMAGE_LABEL_KEYS
+from .build import MAPPER_REGISTRY
 
 
 class RandomLongEdgeResize(T.Augmentation):
@@ -78,8 +58,9 @@ class _AugmentingMapper:
         self.image_format = image_format
 
     @staticmethod
-    def config(cfg, resize: T.Augmentation, crop_size: int) -> Dict:
-        """``from_config`` arguments: ``resize``, flip, ``crop_size`` x ``crop_size`` crop."""
+    def augmentation_kwargs(cfg, resize: T.Augmentation, crop_size: int) -> Dict:
+        """The ``__init__`` arguments (for ``from_config``): ``resize``, flip, ``crop_size`` x
+        ``crop_size`` crop."""
         return {
             "augmentations": [
                 resize,
@@ -105,10 +86,10 @@ class IRNetCAMMapper(_AugmentingMapper):
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
         cam = cfg.MODEL.IRNET.CAM
-        return cls.config(cfg, RandomLongEdgeResize(*cam.RESIZE_LONG), cam.CROP_SIZE)
+        return cls.augmentation_kwargs(cfg, RandomLongEdgeResize(*cam.RESIZE_LONG), cam.CROP_SIZE)
 
     def __call__(self, dataset_dict: Dict) -> Dict:
-        d = {k: dataset_dict[k] for k in _KEEP if k in dataset_dict}
+        d = {k: dataset_dict[k] for k in IMAGE_LABEL_KEYS if k in dataset_dict}
         d["image"] = image_to_tensor(self.augment(d).image)
         return d
 
@@ -122,7 +103,7 @@ class IRNetRelationMapper(_AugmentingMapper):
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
         irn = cfg.MODEL.IRNET.IRN
-        return cls.config(cfg, RandomRescale(*irn.RESCALE), irn.CROP_SIZE)
+        return cls.augmentation_kwargs(cfg, RandomRescale(*irn.RESCALE), irn.CROP_SIZE)
 
     def __call__(self, dataset_dict: Dict) -> Dict:
         d = copy.copy(dataset_dict)
@@ -134,48 +115,6 @@ class IRNetRelationMapper(_AugmentingMapper):
         return d
 
 
-# ---------------------------------------------------------------------------- pseudo-label datasets
-
-
-def _unregister(name: str) -> None:
-    """Forget ``name`` (a rerun of the pipeline registers its new labels under the same name)."""
-    if name in DatasetCatalog.list():
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
-
-
-def register_pseudo_datasets(
-    name: str, json_file: str, image_root: str, sem_seg_root: str, thing_classes: List[str]
-) -> None:
-    """Register the synthesised labels: ``name`` (COCO instances, evaluator ``coco``) and
-    ``name + "_sem_seg"`` (label PNGs named like the images, 0 = background, c + 1 = class c)."""
-    _unregister(name)
-    register_coco_instances(name, {}, json_file, image_root)
-    MetadataCatalog.get(name).set(thing_classes=list(thing_classes))
-    sem = name + "_sem_seg"
-    _unregister(sem)
-
-    def load_sem():
-        dicts = DatasetCatalog.get(name)
-        return [
-            {
-                "file_name": d["file_name"],
-                "sem_seg_file_name": os.path.join(
-                    sem_seg_root, os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png"
-                ),
-                "height": d["height"],
-                "width": d["width"],
-                "image_id": d["image_id"],
-            }
-            for d in dicts
-        ]
-
-    DatasetCatalog.register(sem, load_sem)
-    MetadataCatalog.get(sem).set(
-        stuff_classes=["background"] + list(thing_classes),
-        thing_classes=list(thing_classes),
-        ignore_label=255,
-        sem_seg_root=sem_seg_root,
-        image_root=image_root,
-        evaluator_type="sem_seg",
-    )
+def downsample_label(label: np.ndarray, stride: int = 4) -> np.ndarray:
+    """Nearest downsampling of an (H, W) label map to its stride-s grid (one pixel out of s)."""
+    return label[::stride, ::stride]

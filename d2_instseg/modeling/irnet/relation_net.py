@@ -4,6 +4,7 @@ features of a frozen backbone (the CAM network's, loaded from its checkpoint).
 Shape shorthand: N images; (Hp, Wp) padded batch size (multiple of 16); (h4, w4) = (Hp/4, Wp/4),
 the stride-4 grid all outputs live on. Displacements are (dy, dx) in stride-4 pixels.
 """
+
 from typing import Dict, List, Sequence
 
 import torch
@@ -13,7 +14,9 @@ from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.structures import ImageList
 from torch import nn
 
-from .config import check_irnet_config
+from ...layers.resize import resize_and_crop
+from ...utils.config_registry import check_d2_instseg_config
+from ..preprocess import preprocess_image
 from .losses import boundary_loss, displacement_loss
 from .relations import IGNORE_LABEL, boundary_to_affinity, pair_labels
 
@@ -22,17 +25,6 @@ def _conv_gn_relu(in_ch: int, out_ch: int, groups: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_ch, out_ch, 1, bias=False), nn.GroupNorm(groups, out_ch), nn.ReLU(inplace=True)
     )
-
-
-def _resize_to(x: torch.Tensor, size) -> torch.Tensor:
-    """Bilinear upsampling of a coarser level by its integer stride ratio, cropped to ``size``."""
-    if x.shape[-2:] == tuple(size):
-        return x
-    factor = size[0] // x.shape[-2] if size[0] % x.shape[-2] == 0 else None
-    if factor is None:
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-    up = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
-    return up[..., : size[0], : size[1]]
 
 
 @META_ARCH_REGISTRY.register()
@@ -46,6 +38,15 @@ class IRNetRelations(nn.Module):
     stride-4 grid; B averages the logits of the image and its flip, D (from the image only) has the
     mean displacement ``displacement_mean`` removed (the loss only fixes D up to a constant).
     """
+
+    # the displacement branch's modules (its learning rate is MODEL.IRNET.IRN.DISPLACEMENT_LR_MULT
+    # x)
+    DISPLACEMENT_MODULES = (
+        "displacement_levels",
+        "displacement_fuse_deep",
+        "displacement_fuse",
+        "displacement_out",
+    )
 
     @configurable
     def __init__(
@@ -68,9 +69,7 @@ class IRNetRelations(nn.Module):
         self.radius = radius
         shapes = backbone.output_shape()
         channels = [shapes[f].channels for f in in_features]
-        self.boundary_levels = nn.ModuleList(
-            [_conv_gn_relu(c, boundary_dim, 4) for c in channels]
-        )
+        self.boundary_levels = nn.ModuleList([_conv_gn_relu(c, boundary_dim, 4) for c in channels])
         self.boundary_out = nn.Conv2d(boundary_dim * len(channels), 1, 1, bias=True)
         self.displacement_levels = nn.ModuleList(
             [
@@ -88,7 +87,7 @@ class IRNetRelations(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
-        check_irnet_config(cfg)
+        check_d2_instseg_config(cfg)
         irn = cfg.MODEL.IRNET.IRN
         return {
             "backbone": build_backbone(cfg),
@@ -107,25 +106,13 @@ class IRNetRelations(nn.Module):
         self.backbone.eval()
         return self
 
-    def displacement_parameters(self) -> List[nn.Parameter]:
-        """Parameters of the displacement branch (trained with a 10x learning rate)."""
-        modules = [
-            self.displacement_levels,
-            self.displacement_fuse_deep,
-            self.displacement_fuse,
-            self.displacement_out,
-        ]
-        return [p for m in modules for p in m.parameters()]
-
     @property
     def size_divisibility(self) -> int:
         return max(16, self.backbone.size_divisibility)
 
     def preprocess_image(self, batched_inputs: List[Dict]) -> ImageList:
-        device = self.pixel_mean.device
-        mean, std = self.pixel_mean, self.pixel_std
-        images = [(x["image"].to(device) - mean) / std for x in batched_inputs]
-        return ImageList.from_tensors(images, self.size_divisibility)
+        divisibility = self.size_divisibility
+        return preprocess_image(batched_inputs, self.pixel_mean, self.pixel_std, divisibility)
 
     def pad_for_pairs(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, Hp, Wp) -> (N, 3, Hp', Wp'): zero (mean colour) padding at the bottom / right so
@@ -145,13 +132,13 @@ class IRNetRelations(nn.Module):
             feats = self.backbone(images)
         feats = [feats[f].detach() for f in self.in_features]
         size4 = (images.shape[-2] // 4, images.shape[-1] // 4)
-        edges = [_resize_to(m(f), size4) for m, f in zip(self.boundary_levels, feats)]
+        edges = [resize_and_crop(m(f), size4) for m, f in zip(self.boundary_levels, feats)]
         boundary = self.boundary_out(torch.cat(edges, dim=1))
         dps = [m(f) for m, f in zip(self.displacement_levels, feats)]
         size8 = dps[2].shape[-2:]
-        deep = torch.cat([dps[2]] + [_resize_to(d, size8) for d in dps[3:]], dim=1)
-        deep = _resize_to(self.displacement_fuse_deep(deep), size4)
-        shallow = [_resize_to(d, size4) for d in dps[:2]]
+        deep = torch.cat([dps[2]] + [resize_and_crop(d, size8) for d in dps[3:]], dim=1)
+        deep = resize_and_crop(self.displacement_fuse_deep(deep), size4)
+        shallow = [resize_and_crop(d, size4) for d in dps[:2]]
         displacement = self.displacement_out(self.displacement_fuse(torch.cat(shallow + [deep], 1)))
         return boundary, displacement
 

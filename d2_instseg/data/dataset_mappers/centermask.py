@@ -1,11 +1,12 @@
 """CenterNet's training augmentation as a Detectron2 dataset mapper (``INPUT.DATASET_MAPPER_NAME:
-"CenterMaskDatasetMapper"``): random scale, fixed-size crop (padded), horizontal flip."""
+"CenterMaskDatasetMapper"``): random scale, fixed-size crop (padded), horizontal flip; keys
+``MODEL.CENTERMASK.TRAIN_CROP_SIZE`` / ``TRAIN_SCALE_RANGE``."""
+
 from detectron2.config import configurable
 from detectron2.data import DatasetMapper
 from detectron2.data import transforms as T
 
-from ...data import MAPPER_REGISTRY
-from .config import check_centermask_config
+from .build import MAPPER_REGISTRY
 
 __all__ = ["CenterMaskDatasetMapper"]
 
@@ -27,7 +28,6 @@ class CenterMaskDatasetMapper(DatasetMapper):
     def from_config(cls, cfg, is_train: bool = True):
         ret = super().from_config(cfg, is_train)
         if is_train:
-            check_centermask_config(cfg)
             size = cfg.MODEL.CENTERMASK.TRAIN_CROP_SIZE
             lo, hi = cfg.MODEL.CENTERMASK.TRAIN_SCALE_RANGE
             ret["augmentations"] = [

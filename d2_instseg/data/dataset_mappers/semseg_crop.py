@@ -1,10 +1,10 @@
 """SemSegScaleCropMapper: random scale, flip and fixed-size crop (padded with the ignore label)."""
-import numpy as np
 
+import numpy as np
 from detectron2.data import DatasetMapper
 from detectron2.data import transforms as T
 
-from ...data.mappers import MAPPER_REGISTRY
+from .build import MAPPER_REGISTRY
 
 
 @MAPPER_REGISTRY.register()
@@ -23,13 +23,7 @@ class SemSegScaleCropMapper(DatasetMapper):
         ret = super().from_config(cfg, is_train)
         if not is_train:
             return ret
-        if not cfg.INPUT.CROP.ENABLED or cfg.INPUT.CROP.TYPE != "absolute":
-            raise ValueError(
-                "SemSegScaleCropMapper needs INPUT.CROP.ENABLED=True and INPUT.CROP.TYPE='absolute'"
-            )
-        low, high = cfg.INPUT.RANDOM_SCALE.RANGE
-        if not 0 < low <= high:
-            raise ValueError(f"INPUT.RANDOM_SCALE.RANGE must be 0 < low <= high, got {[low, high]}")
+        low, high = cfg.INPUT.RANDOM_SCALE.RANGE  # (checked by the data layer's config part)
         base_h, base_w = cfg.INPUT.RANDOM_SCALE.BASE_SIZE
         augs = [T.ResizeScale(low, high, base_h, base_w)]
         if cfg.INPUT.RANDOM_FLIP != "none":
