@@ -32,6 +32,35 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="session")
+def tiny_train():
+    """``tiny_train(cfg, iters, seed=0) -> model``: ``iters`` iterations of the config's own recipe
+    (the Trainer's model, training loader, optimizer and schedule, through
+    ``d2_instseg.engine.train_for``; SOLVER.MAX_ITER = iters), seeds fixed; returned in eval
+    mode."""
+
+    def train(cfg, iters: int, seed: int = 0):
+        from detectron2.utils.env import seed_all_rng
+
+        from d2_instseg.engine import Trainer, train_for
+
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.SOLVER.MAX_ITER, cfg.SEED = iters, seed
+        seed_all_rng(seed)
+        model = Trainer.build_model(cfg)
+        train_for(cfg, model, Trainer.build_train_loader(cfg))
+        return model.eval()
+
+    return train
+
+
+@pytest.fixture
+def irnet_cfg():
+    """configs/shapes/irnet.yaml with every d2_instseg key (not frozen)."""
+    return shapes_cfg("configs/shapes/irnet.yaml")
+
+
 def shapes_cfg(config_file: str, *opts):
     """A frozen-free config: get_cfg + our keys + ``config_file`` (relative to the repo) + opts."""
     from detectron2.config import get_cfg

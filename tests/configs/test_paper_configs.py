@@ -1,11 +1,12 @@
 """Every paper config runs end to end on its dataset's real on-disk layout, as a new user runs it.
 
 ``DETECTRON2_DATASETS`` points at miniature copies of COCO, Cityscapes, ADE20K and VOC 2012
-(:mod:`d2_instseg.data.miniature`), and each config goes through the real command line
+(:mod:`d2_instseg.data.datasets.miniature`), and each config goes through the real command line
 (``tools/train_net.py`` or ``tools/irnet_pipeline.py``) in a fresh process: 2 iterations, then the
 config's own evaluator. The overrides only size the run for a CPU (iterations, batch, crops, image
 sizes, workers) and train from scratch (no pretrained weights here: ``MODEL.WEIGHTS ""``).
 """
+
 import glob
 import json
 import math
@@ -16,7 +17,7 @@ import time
 
 import pytest
 
-from d2_instseg.data.miniature import write_miniature_datasets
+from d2_instseg.data.datasets.miniature import write_miniature_datasets
 
 from ..conftest import REPO
 
@@ -49,17 +50,24 @@ COCO = ("bbox", ("AP", "AP50", "AP75")), ("segm", ("AP", "AP50", "AP75"))
 ADE = (("sem_seg", ("mIoU", "fwIoU", "mACC", "pACC")),)
 # config -> (tool, overrides, (task, metrics) the evaluator must report)
 RUNS = {
-    "centermask.yaml": (
-        "train_net.py", [*CPU, "MODEL.CENTERMASK.TRAIN_CROP_SIZE", "128"], COCO
-    ),
+    "centermask.yaml": ("train_net.py", [*CPU, "MODEL.CENTERMASK.TRAIN_CROP_SIZE", "128"], COCO),
     "spatial_embeddings.yaml": (
         "train_net.py",
-        [*CPU, "INPUT.CROP.SIZE", "[128, 128]", "INPUT.MIN_SIZE_TRAIN", "(128,)",
-         "INPUT.MAX_SIZE_TRAIN", "256", *SMALL_TEST],
+        [
+            *CPU,
+            "INPUT.CROP.SIZE",
+            "[128, 128]",
+            "INPUT.MIN_SIZE_TRAIN",
+            "(128,)",
+            "INPUT.MAX_SIZE_TRAIN",
+            "256",
+            *SMALL_TEST,
+        ],
         (("segm", ("AP", "AP50")),),
     ),  # fmt: skip
     "cpnet_cityscapes.yaml": (
-        "train_net.py", [*CPU, *SEM_SEG, *CPNET],
+        "train_net.py",
+        [*CPU, *SEM_SEG, *CPNET],
         (("sem_seg", ("IoU", "iIoU", "IoU_sup", "iIoU_sup")),),
     ),
     "cpnet_ade20k.yaml": ("train_net.py", [*CPU, *SEM_SEG, *CPNET], ADE),
@@ -156,8 +164,8 @@ def test_paper_config_trains_and_evaluates(config, runs):
 def test_irnet_voc_pipeline_through_its_mask_rcnn(runs):
     """All five steps on VOC's layout: the CAM report scores the held-out image labels, synthesize
     scores the pseudo masks against SegmentationObject and draws the overlays (the ground truth
-    there carries sem_seg_file_name, which used to crash the step), and the Mask R-CNN trained on the
-    pseudo labels is evaluated on voc_2012_seg_val (bbox and segm)."""
+    there carries sem_seg_file_name, which used to crash the step), and the Mask R-CNN trained on
+    the pseudo labels is evaluated on voc_2012_seg_val (bbox and segm)."""
     out, _ = runs("irnet/irnet_R50_voc12.yaml")
     reports = {
         step: json.load(open(os.path.join(out, "reports", f"{step}.json")))

@@ -4,7 +4,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 import d2_instseg  # noqa: F401
 from d2_instseg.data import ShapesSpec, register_shapes
-from d2_instseg.data.builtin import shapes_root
+from d2_instseg.data.datasets.shapes import shapes_root
 
 
 def test_builtin_names_and_metadata():

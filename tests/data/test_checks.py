@@ -1,4 +1,5 @@
 """Bad datasets fail clearly (file and annotation id named) or are skipped with a log line."""
+
 import copy
 import json
 
@@ -22,8 +23,15 @@ def coco_dir(tmp_path):
         cv2.imwrite(str(tmp_path / "images" / f"{i}.png"), np.full((20, 30, 3), 50 * i, np.uint8))
         images.append({"id": i, "file_name": f"{i}.png", "height": 20, "width": 30})
     anns = [
-        {"id": 10 + i, "image_id": i, "category_id": 1, "bbox": [2, 2, 10, 8], "iscrowd": 0,
-         "area": 80, "segmentation": [[2, 2, 12, 2, 12, 10, 2, 10]]}
+        {
+            "id": 10 + i,
+            "image_id": i,
+            "category_id": 1,
+            "bbox": [2, 2, 10, 8],
+            "iscrowd": 0,
+            "area": 80,
+            "segmentation": [[2, 2, 12, 2, 12, 10, 2, 10]],
+        }
         for i in (1, 2)
     ]
     coco = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "box"}]}
@@ -37,16 +45,31 @@ def _write(tmp_path, coco):
 
 
 BREAKAGES = {
-    "unknown category": (lambda c: c["annotations"][1].update(category_id=7), "annotation id 12",
-                         "category_id 7 is not in the file's categories"),
-    "2-point polygon": (lambda c: c["annotations"][1].update(segmentation=[[1, 1, 5, 5]]),
-                        "annotation id 12", "fewer than 3 points"),
-    "empty segmentation": (lambda c: c["annotations"][1].update(segmentation=[]),
-                           "annotation id 12", "empty segmentation"),
-    "box outside": (lambda c: c["annotations"][1].update(bbox=[40, 5, 10, 10]),
-                    "annotation id 12", "outside the 30x20 image"),
-    "missing image": (lambda c: c["images"][1].update(file_name="gone.png"), "image id 2",
-                      "gone.png does not exist"),
+    "unknown category": (
+        lambda c: c["annotations"][1].update(category_id=7),
+        "annotation id 12",
+        "category_id 7 is not in the file's categories",
+    ),
+    "2-point polygon": (
+        lambda c: c["annotations"][1].update(segmentation=[[1, 1, 5, 5]]),
+        "annotation id 12",
+        "fewer than 3 points",
+    ),
+    "empty segmentation": (
+        lambda c: c["annotations"][1].update(segmentation=[]),
+        "annotation id 12",
+        "empty segmentation",
+    ),
+    "box outside": (
+        lambda c: c["annotations"][1].update(bbox=[40, 5, 10, 10]),
+        "annotation id 12",
+        "outside the 30x20 image",
+    ),
+    "missing image": (
+        lambda c: c["images"][1].update(file_name="gone.png"),
+        "image id 2",
+        "gone.png does not exist",
+    ),
 }
 
 

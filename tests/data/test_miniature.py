@@ -1,6 +1,7 @@
 """The miniature COCO / Cityscapes / ADE20K / VOC copies are in their real formats: checked with the
 readers of Detectron2, pycocotools and cityscapesscripts, and for consistency between the files of
 each dataset (instance ids vs labels vs polygons)."""
+
 import glob
 import os
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from d2_instseg.data.miniature import write_miniature_datasets
+from d2_instseg.data.datasets.miniature import write_miniature_datasets
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +115,8 @@ def test_voc_class_object_and_aug_agree(root):
     d2_instseg's segmentation reader see the same objects."""
     from detectron2.data.datasets.pascal_voc import load_voc_instances
 
-    from d2_instseg.data.miniature import voc_palette
-    from d2_instseg.data.voc import VOC_CLASSES, load_voc_seg
+    from d2_instseg.data.datasets.miniature import voc_palette
+    from d2_instseg.data.datasets.voc import VOC_CLASSES, load_voc_seg
 
     base = os.path.join(root, "VOC2012")
     lists = {
@@ -127,7 +128,9 @@ def test_voc_class_object_and_aug_agree(root):
     for name in lists["train"] + lists["val"]:
         cls_img = Image.open(os.path.join(base, "SegmentationClass", name + ".png"))
         obj_img = Image.open(os.path.join(base, "SegmentationObject", name + ".png"))
-        assert cls_img.mode == obj_img.mode == "P" and cls_img.getpalette()[:60] == voc_palette()[:60]
+        assert (
+            cls_img.mode == obj_img.mode == "P" and cls_img.getpalette()[:60] == voc_palette()[:60]
+        )
         cls, obj = np.asarray(cls_img), np.asarray(obj_img)
         aug = np.asarray(Image.open(os.path.join(base, "SegmentationClassAug", name + ".png")))
         assert ((cls == 255) == (obj == 255)).all() and (cls == 255).any()

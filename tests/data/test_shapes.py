@@ -9,7 +9,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from d2_instseg.data import ShapesSpec
-from d2_instseg.data.shapes import draw_image, ensure_split, write_split
+from d2_instseg.data.datasets.synthetic_shapes import draw_image, ensure_split, write_split
 
 SPEC = ShapesSpec(num_images=12, seed=7, max_shapes=5)
 
@@ -44,7 +44,12 @@ def test_masks_are_the_visible_pixels_of_the_semantic_png(split):
             assert m.sum() == ann["area"] > 0
             assert (sem[m] == ann["category_id"]).all()
             ys, xs = np.nonzero(m)
-            assert ann["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+            assert ann["bbox"] == [
+                xs.min(),
+                ys.min(),
+                xs.max() - xs.min() + 1,
+                ys.max() - ys.min() + 1,
+            ]
             covered += m
         assert covered.max() <= 1
         assert ((covered == 1) == (sem > 0)).all()
@@ -95,7 +100,7 @@ def test_deterministic_by_seed(tmp_path):
 
 
 def test_not_regenerated_when_present(split, monkeypatch):
-    import d2_instseg.data.shapes as shapes
+    import d2_instseg.data.datasets.synthetic_shapes as shapes
 
     def fail(*args, **kwargs):
         raise AssertionError("regenerated a complete split")
@@ -122,7 +127,7 @@ def test_invalid_spec_names_the_field(kwargs):
 def test_weak_split_starts_with_the_train_split():
     """shapes_train_weak's first 400 images are shapes_train's (image i depends on seed and i only),
     the way VOC's train_aug contains train."""
-    from d2_instseg.data.builtin import BUILTIN_SPLITS
+    from d2_instseg.data.datasets.shapes import BUILTIN_SPLITS
 
     train, weak = BUILTIN_SPLITS["train"], BUILTIN_SPLITS["train_weak"]
     assert weak.seed == train.seed and weak.folder_name("w") != train.folder_name("w")

@@ -1,5 +1,5 @@
 """Crash-safe checkpoints: atomic saves, corrupt-file detection, kill -9 and resume."""
-import os
+
 import signal
 import subprocess
 import sys
@@ -74,10 +74,24 @@ def test_no_readable_checkpoint_is_a_clear_error(tmp_path):
 
 def _train_opts(out_dir, max_iter):
     return [
-        "DATASETS.TRAIN", "('shapes_tiny_train',)", "DATASETS.TEST", "()",
-        "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", str(max_iter), "SOLVER.STEPS", "(4,)",
-        "SOLVER.WARMUP_ITERS", "2", "SOLVER.CHECKPOINT_PERIOD", "3",
-        "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", str(out_dir),
+        "DATASETS.TRAIN",
+        "('shapes_tiny_train',)",
+        "DATASETS.TEST",
+        "()",
+        "SOLVER.IMS_PER_BATCH",
+        "2",
+        "SOLVER.MAX_ITER",
+        str(max_iter),
+        "SOLVER.STEPS",
+        "(4,)",
+        "SOLVER.WARMUP_ITERS",
+        "2",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "3",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+        "OUTPUT_DIR",
+        str(out_dir),
     ]
 
 
@@ -87,8 +101,10 @@ def test_sigkill_during_training_then_resume(tmp_path):
     config = "configs/shapes/mask_rcnn_R18_FPN.yaml"
     cmd = [sys.executable, "tools/train_net.py", "--config-file", config]
     proc = subprocess.Popen(
-        cmd + _train_opts(tmp_path, 10_000), cwd=REPO,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cmd + _train_opts(tmp_path, 10_000),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.time() + 240
@@ -110,7 +126,11 @@ def test_sigkill_during_training_then_resume(tmp_path):
     assert trainer.start_iter == saved["iteration"] + 1
     state = saved["trainer"]  # Detectron2 keeps optimizer and scheduler inside the trainer's state
     sched = state["hooks"]["LRScheduler"]
-    assert trainer.scheduler.state_dict()["last_epoch"] == sched["last_epoch"] == saved["iteration"] + 1
+    assert (
+        trainer.scheduler.state_dict()["last_epoch"]
+        == sched["last_epoch"]
+        == saved["iteration"] + 1
+    )
     opt_state = trainer.optimizer.state_dict()["state"]
     assert len(state["_trainer"]["optimizer"]["state"]) > 0
     for key, value in state["_trainer"]["optimizer"]["state"].items():

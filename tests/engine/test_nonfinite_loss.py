@@ -5,6 +5,7 @@ project's Trainer and the IRNet pipeline run) sums them after backward and raise
 with ``iteration=<it>`` and the whole loss dict when the sum is not finite. Here one loss function
 of each model is poisoned (its output times NaN, so the graph stays connected) or the image is NaN.
 """
+
 import importlib
 import re
 
@@ -36,7 +37,7 @@ def _relation_batch():
 CENTERMASK_OPTS = (
     "MODEL.CENTERMASK.HEAD_CONV", "8",
     "MODEL.CENTERMASK.SHAPE_SIZE", "8",
-    "MODEL.CENTERMASK.DLA.CHANNELS", "[4, 4, 8, 8, 8, 8]",
+    "MODEL.DLA.CHANNELS", "[4, 4, 8, 8, 8, 8]",
 )  # fmt: skip
 
 # (config, opts, batch, poisoned loss function or None for a NaN image, the term that turns NaN)
@@ -63,7 +64,7 @@ METHODS = {
     ),
     "irnet_relations": (
         "configs/shapes/irnet.yaml", ("MODEL.META_ARCHITECTURE", "IRNetRelations"), _relation_batch,
-        "d2_instseg.irnet.irnet.displacement_loss", "loss_displacement",
+        "d2_instseg.modeling.irnet.relation_net.displacement_loss", "loss_displacement",
     ),
     "irnet_cam": (
         "configs/shapes/irnet.yaml", (),

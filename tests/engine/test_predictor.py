@@ -1,4 +1,5 @@
 """d2_instseg.Predictor: what users pass in, and what they get (random-init Mask R-CNN)."""
+
 import numpy as np
 import pytest
 import torch

@@ -1,5 +1,6 @@
 """What is checked before training starts: MODEL.WEIGHTS reachable, every test set's evaluator
 buildable (its packages importable), and the Cityscapes evaluators' NumPy 2 compatibility."""
+
 import os
 import sys
 
@@ -15,8 +16,8 @@ from ..conftest import shapes_cfg
 
 
 def test_weights_status_local_cached_and_unreachable(tmp_path, monkeypatch):
-    """"" = random init; a local file must exist; a URL counts as present when iopath's cache (where
-    Detectron2 would download it) has it, else the probe decides (here: a refusing proxy)."""
+    """ "" = random init; a local file must exist; a URL counts as present when iopath's cache
+    (where Detectron2 would download it) has it, else the probe decides (here: a refusing proxy)."""
     monkeypatch.setenv("FVCORE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
     assert weights_status("")[0]
@@ -92,14 +93,17 @@ def test_cityscapes_evaluators_score_perfect_predictions_100(tmp_path, monkeypat
     from detectron2.structures import Instances
     from PIL import Image
 
-    from d2_instseg.data.miniature import write_cityscapes
+    from d2_instseg.data.datasets.miniature import write_cityscapes
     from d2_instseg.engine.trainer import build_evaluator_for_dataset
 
     folder = write_cityscapes(str(tmp_path), 2, 2, seed=0)
     image_dir = os.path.join(folder, "leftImg8bit", "val")
     gt_dir = os.path.join(folder, "gtFine", "val")
     meta = _get_builtin_metadata("cityscapes")
-    for task, loader in (("instance", load_cityscapes_instances), ("sem_seg", load_cityscapes_semantic)):
+    for task, loader in (
+        ("instance", load_cityscapes_instances),
+        ("sem_seg", load_cityscapes_semantic),
+    ):
         name = f"preflight_cityscapes_{task}"
         if name in DatasetCatalog.list():
             DatasetCatalog.remove(name)
@@ -117,7 +121,9 @@ def test_cityscapes_evaluators_score_perfect_predictions_100(tmp_path, monkeypat
         keep = [v for v in np.unique(ids) if v >= 1000]
         pred = Instances((d["height"], d["width"]))
         pred.pred_masks = torch.as_tensor(np.stack([ids == v for v in keep]))
-        pred.pred_classes = torch.tensor([meta["thing_classes"].index(id2label[v // 1000].name) for v in keep])
+        pred.pred_classes = torch.tensor(
+            [meta["thing_classes"].index(id2label[v // 1000].name) for v in keep]
+        )
         pred.scores = torch.ones(len(keep))
         instances.process([d], [{"instances": pred}])
         train_ids = torch.as_tensor(np.asarray(Image.open(d["sem_seg_file_name"])).astype(np.int64))

@@ -28,7 +28,9 @@ def _tiny_coco(tmp_path, keep_categories=(1, 3)):
     coco["images"] = coco["images"][:6]
     ids = {im["id"] for im in coco["images"]}
     coco["annotations"] = [
-        a for a in coco["annotations"] if a["image_id"] in ids and a["category_id"] in keep_categories
+        a
+        for a in coco["annotations"]
+        if a["image_id"] in ids and a["category_id"] in keep_categories
     ]
     coco["categories"] = [c for c in coco["categories"] if c["id"] in keep_categories]
     path = tmp_path / "mine.json"
@@ -50,7 +52,11 @@ def test_user_dataset_registration_and_class_sync(tmp_path):
 
 @pytest.mark.parametrize(
     "spec, message",
-    [("nocolon", "NAME:path"), ("a:missing.json:.", "does not exist"), ("a:{json}:/no/dir", "image folder")],
+    [
+        ("nocolon", "NAME:path"),
+        ("a:missing.json:.", "does not exist"),
+        ("a:{json}:/no/dir", "image folder"),
+    ],
 )
 def test_bad_dataset_argument_names_the_problem(tmp_path, spec, message):
     json_file, _ = _tiny_coco(tmp_path)
@@ -59,14 +65,30 @@ def test_bad_dataset_argument_names_the_problem(tmp_path, spec, message):
 
 
 def test_train_net_with_user_dataset(tmp_path):
-    """`--dataset` from the command line: 2 iterations on a 2-class user file, then its evaluation."""
+    """`--dataset` from the command line: 2 iterations on a 2-class user file, then its
+    evaluation."""
     json_file, images = _tiny_coco(tmp_path)
     cmd = [
-        sys.executable, "tools/train_net.py", "--config-file", "configs/shapes/mask_rcnn_R18_FPN.yaml",
-        "--dataset", f"mine:{json_file}:{images}",
-        "DATASETS.TRAIN", "('mine',)", "DATASETS.TEST", "('mine',)",
-        "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "()",
-        "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", str(tmp_path / "out"),
+        sys.executable,
+        "tools/train_net.py",
+        "--config-file",
+        "configs/shapes/mask_rcnn_R18_FPN.yaml",
+        "--dataset",
+        f"mine:{json_file}:{images}",
+        "DATASETS.TRAIN",
+        "('mine',)",
+        "DATASETS.TEST",
+        "('mine',)",
+        "SOLVER.IMS_PER_BATCH",
+        "2",
+        "SOLVER.MAX_ITER",
+        "2",
+        "SOLVER.STEPS",
+        "()",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+        "OUTPUT_DIR",
+        str(tmp_path / "out"),
     ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -78,7 +100,9 @@ def test_train_net_with_user_dataset(tmp_path):
 
 
 def test_missing_dataset_message_names_the_file_its_preparation_and_shapes(tmp_path):
-    cfg = shapes_cfg("configs/shapes/mask_rcnn_R18_FPN.yaml", "DATASETS.TRAIN", "('coco_2017_train',)")
+    cfg = shapes_cfg(
+        "configs/shapes/mask_rcnn_R18_FPN.yaml", "DATASETS.TRAIN", "('coco_2017_train',)"
+    )
     with pytest.raises(FileNotFoundError) as error:
         check_datasets_present(cfg)
     message = str(error.value)
@@ -90,7 +114,8 @@ def test_missing_dataset_message_names_the_file_its_preparation_and_shapes(tmp_p
 def test_setup_cfg_falls_back_to_cpu_and_checks_config_path():
     args = argparse.Namespace(
         config_file=os.path.join(REPO, "configs/shapes/mask_rcnn_R18_FPN.yaml"),
-        opts=["MODEL.DEVICE", "cuda"], dataset=[],
+        opts=["MODEL.DEVICE", "cuda"],
+        dataset=[],
     )
     cfg = setup_cfg(args, run_default_setup=False)
     assert cfg.MODEL.DEVICE in ("cpu", "cuda")
@@ -157,4 +182,3 @@ def test_setup_cfg_checks_class_lists_and_only_warns_in_eval_only(monkeypatch):
     assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 3
     (warning,) = [w for w in warnings if "test set" in w]
     assert other in warning and "MODEL.ROI_HEADS.NUM_CLASSES" in warning
-

@@ -1,12 +1,20 @@
 """Property-based tests of IRNet: pair labels, boundary -> affinity, the dense affinity and
 transition matrices, the random walk, centroids, the losses and the whole label synthesis."""
+
 import numpy as np
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from d2_instseg.irnet.losses import boundary_loss, displacement_loss
-from d2_instseg.irnet.relations import (
+from d2_instseg.irnet.synthesis import (
+    cluster_centroids,
+    find_centroids_with_refinement,
+    random_walk,
+    synthesize_image_labels,
+    transition_matrix,
+)
+from d2_instseg.modeling.irnet.losses import boundary_loss, displacement_loss
+from d2_instseg.modeling.irnet.relations import (
     IGNORE_LABEL,
     boundary_to_affinity,
     dense_affinity,
@@ -14,13 +22,6 @@ from d2_instseg.irnet.relations import (
     partner_stack,
     search_directions,
     source_crop,
-)
-from d2_instseg.irnet.synthesis import (
-    cluster_centroids,
-    find_centroids_with_refinement,
-    random_walk,
-    synthesize_image_labels,
-    transition_matrix,
 )
 
 SEEDS = st.integers(0, 2**31 - 1)

@@ -1,4 +1,5 @@
 """CAM classifier scores (irnet.quality.multilabel_scores), hand-computed; the overlay grid."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """Centroids, grouping, transition matrix, random walk, instance detection against hand values."""
+
 import torch
 
 from d2_instseg.irnet.synthesis import (

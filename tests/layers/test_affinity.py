@@ -1,4 +1,5 @@
 """Ideal affinity map and affinity loss of CPNet, against values worked out by hand."""
+
 import math
 
 import pytest

@@ -1,5 +1,6 @@
 """CenterNet building blocks against hand-worked values (formulas of CenterNet's ``image.py`` and
 ``losses.py:_neg_loss``, see METHODS.md section 2.2)."""
+
 import math
 
 import pytest
@@ -78,9 +79,9 @@ def test_draw_gaussians_overlap_takes_max_and_clips_at_border():
         radii=torch.tensor([1, 1]),
     )
     e2, e4 = math.exp(-2), math.exp(-4)
-    expected = torch.tensor(
-        [[1.0, 1.0, e2, 0.0], [e2, e2, e4, 0.0], [0.0, 0.0, 0.0, 0.0]]
-    ).view(1, 1, 3, 4)
+    expected = torch.tensor([[1.0, 1.0, e2, 0.0], [e2, e2, e4, 0.0], [0.0, 0.0, 0.0, 0.0]]).view(
+        1, 1, 3, 4
+    )
     torch.testing.assert_close(hm, expected, atol=1e-6, rtol=0)
 
 
@@ -133,9 +134,19 @@ def test_focal_loss_clamps_probabilities():
     assert loss.item() == pytest.approx(9.208498, abs=1e-3)
 
 
-def test_focal_loss_gradient_flows():
+def test_focal_loss_gradient_by_hand():
+    """All logits 0 (p = 1/2), one positive, the rest y = 0 except one y = 1/2; N_pos = 1.
+    Positive: d/dx[-(1-p)^2 ln p] = p(1-p) [(1-p)^2 / -p + 2(1-p) ln p] = 1/4 (-1/2 + ln 1/2)
+    = -0.298287. Negative with y = 0: d/dx[-p^2 ln(1-p)] = 1/4 (1/2 + ln 2) = +0.298287; with
+    y = 1/2 the same times (1 - y)^4 = 1/16: +0.018643."""
     logits = torch.zeros(2, 3, 4, 4, requires_grad=True)
     gt = torch.zeros(2, 3, 4, 4)
     gt[0, 1, 2, 2] = 1.0
+    gt[1, 0, 0, 3] = 0.5
     centernet_focal_loss(logits, gt).backward()
-    assert logits.grad is not None and logits.grad[0, 1, 2, 2] < 0
+    grad = logits.grad
+    assert grad[0, 1, 2, 2].item() == pytest.approx(-0.298287, abs=1e-6)
+    assert grad[1, 0, 0, 3].item() == pytest.approx(0.298287 / 16, abs=1e-6)
+    others = torch.ones_like(gt, dtype=torch.bool)
+    others[0, 1, 2, 2] = others[1, 0, 0, 3] = False
+    assert torch.allclose(grad[others], torch.full_like(grad[others], 0.298287), atol=1e-6)

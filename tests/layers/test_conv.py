@@ -1,4 +1,5 @@
 """conv_norm_act: padding, stride, bias only without a norm, optional ReLU."""
+
 import torch
 
 from d2_instseg.layers import conv_norm_act

@@ -1,4 +1,5 @@
 """cross_entropy_ignore: the mean CE over labelled pixels, 0 instead of NaN over none."""
+
 import math
 
 import torch

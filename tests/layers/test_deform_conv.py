@@ -1,4 +1,5 @@
 """modulated_deform_conv2d against hand-worked samples and against torchvision's deform_conv2d."""
+
 import pytest
 import torch
 from torchvision.ops import deform_conv2d
@@ -16,14 +17,13 @@ def _identity_kernel(c: int) -> torch.Tensor:
 def test_zero_offsets_and_unit_mask_is_a_plain_conv():
     torch.manual_seed(0)
     x, weight, bias = torch.randn(2, 3, 5, 6), torch.randn(4, 3, 3, 3), torch.randn(4)
-    out = modulated_deform_conv2d(
-        x, torch.zeros(2, 18, 5, 6), weight, bias, torch.ones(2, 9, 5, 6)
-    )
+    out = modulated_deform_conv2d(x, torch.zeros(2, 18, 5, 6), weight, bias, torch.ones(2, 9, 5, 6))
     assert torch.allclose(out, torch.nn.functional.conv2d(x, weight, bias, padding=1), atol=1e-5)
 
 
 def test_half_pixel_offset_samples_between_pixels_and_zero_outside():
-    # One channel row [0, 10, 20, 30]; the centre tap moves right by 0.5 px and is halved by the mask.
+    # One channel row [0, 10, 20, 30]; the centre tap moves right by 0.5 px and is halved by the
+    # mask.
     x = torch.tensor([[[[0.0, 10.0, 20.0, 30.0]]]])
     offset = torch.zeros(1, 18, 1, 4)
     offset[:, 2 * 4 + 1] = 0.5  # centre position (k = 4), dx
@@ -39,8 +39,11 @@ def test_matches_torchvision_in_outputs_and_gradients(shape):
     n, c, c_out, h, w = shape
     torch.manual_seed(1)
     tensors = [
-        torch.randn(n, c, h, w), 3 * torch.randn(n, 18, h, w), torch.randn(c_out, c, 3, 3),
-        torch.randn(c_out), torch.rand(n, 9, h, w),
+        torch.randn(n, c, h, w),
+        3 * torch.randn(n, 18, h, w),
+        torch.randn(c_out, c, 3, 3),
+        torch.randn(c_out),
+        torch.rand(n, 9, h, w),
     ]
     results = []
     for fn in (
@@ -58,14 +61,21 @@ def test_matches_torchvision_in_outputs_and_gradients(shape):
 def test_bad_shapes_name_the_tensors():
     with pytest.raises(ValueError, match="offset"):
         modulated_deform_conv2d(
-            torch.zeros(1, 2, 4, 4), torch.zeros(1, 9, 4, 4), torch.zeros(3, 2, 3, 3), None,
+            torch.zeros(1, 2, 4, 4),
+            torch.zeros(1, 9, 4, 4),
+            torch.zeros(3, 2, 3, 3),
+            None,
             torch.zeros(1, 9, 4, 4),
         )
 
 
 def test_far_away_offsets_sample_zeros():
     """Offsets of +-1e20 pixels put every sample outside the image: the output is the bias alone."""
-    x, weight, bias = torch.randn(1, 2, 4, 5), torch.randn(3, 2, 3, 3), torch.tensor([1.0, 2.0, 3.0])
+    x, weight, bias = (
+        torch.randn(1, 2, 4, 5),
+        torch.randn(3, 2, 3, 3),
+        torch.tensor([1.0, 2.0, 3.0]),
+    )
     offset = torch.full((1, 18, 4, 5), 1e20)
     offset[:, ::4] = -1e20
     out = modulated_deform_conv2d(x, offset, weight, bias, torch.ones(1, 9, 4, 5))
@@ -73,9 +83,10 @@ def test_far_away_offsets_sample_zeros():
 
 
 def test_bfloat16_input_keeps_subpixel_positions():
-    """A 1 x 1030 row alternating 0 (even columns) and 100 (odd), centre tap moved +0.25 px: the sample
-    at column 1001 is 0.75 * 100 + 0.25 * 0 = 75 (exact in bfloat16). bfloat16 spaces numbers near
-    1000 by 4, so positions computed in the input's dtype would land on column 1000 (value 0)."""
+    """A 1 x 1030 row alternating 0 (even columns) and 100 (odd), centre tap moved +0.25 px: the
+    sample at column 1001 is 0.75 * 100 + 0.25 * 0 = 75 (exact in bfloat16). bfloat16 spaces numbers
+    near 1000 by 4, so positions computed in the input's dtype would land on column 1000 (value
+    0)."""
     x = 100.0 * (torch.arange(1030) % 2).float().view(1, 1, 1, 1030)
     offset = torch.zeros(1, 18, 1, 1030)
     offset[:, 2 * 4 + 1] = 0.25

@@ -1,12 +1,12 @@
-"""BatchNorm folding: a hand-worked 1x1 case, transposed convs, and whole blocks unchanged in output."""
+"""BatchNorm folding: a hand-worked 1x1 case, transposed convs, and whole blocks unchanged in
+output."""
+
 import pytest
 import torch
 from detectron2.layers import Conv2d, FrozenBatchNorm2d
 from torch import nn
 
-from d2_instseg.layers import fold_bn_into_conv, fuse_conv_bn
-from d2_instseg.modeling.backbone.erfnet import NonBottleneck1d
-from d2_instseg.modeling.spatial_embed.decoder import UpsamplerBlock
+from d2_instseg.layers import NonBottleneck1d, UpsamplerBlock, fold_bn_into_conv, fuse_conv_bn
 
 
 def _bn(channels, mean, var, gamma, beta, eps=0.0):
@@ -56,8 +56,11 @@ def test_fold_transposed_conv_scales_output_channels():
 def test_sequential_and_declared_pairs_fold_without_changing_outputs():
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        NonBottleneck1d(8, 0.0, 2), UpsamplerBlock(8, 4),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        NonBottleneck1d(8, 0.0, 2),
+        UpsamplerBlock(8, 4),
     )
     for m in model.modules():  # non-trivial statistics, as after training
         if isinstance(m, nn.BatchNorm2d):

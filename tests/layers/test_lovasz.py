@@ -1,4 +1,5 @@
 """lovasz_hinge / lovasz_grad against values worked out by hand (see each docstring)."""
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """paste_masks: a hand-worked case and equality with Detectron2's paste_masks_in_image."""
+
 import pytest
 import torch
 from detectron2.layers.mask_ops import paste_masks_in_image
@@ -7,8 +8,8 @@ from d2_instseg.layers import paste_masks
 
 
 def test_all_ones_mask_fills_exactly_its_box():
-    """A 2 x 2 all-ones mask over the box (1, 1, 3, 3) in a 4 x 4 image: pixel centre x = 0.5 maps to
-    grid -1.5, i.e. mask coordinate -1 (weight 0 on the mask), x = 1.5 and 2.5 to mask pixels 0
+    """A 2 x 2 all-ones mask over the box (1, 1, 3, 3) in a 4 x 4 image: pixel centre x = 0.5 maps
+    to grid -1.5, i.e. mask coordinate -1 (weight 0 on the mask), x = 1.5 and 2.5 to mask pixels 0
     and 1 (value 1), x = 3.5 to coordinate 2 (outside): True on rows and columns 1-2 only."""
     out = paste_masks(torch.ones(1, 2, 2), torch.tensor([[1.0, 1.0, 3.0, 3.0]]), (4, 4))
     expected = torch.zeros(1, 4, 4, dtype=torch.bool)

@@ -1,5 +1,6 @@
 """Property-based tests of the shared layers: CenterNet gaussians and focal loss, Lovasz hinge,
 CPNet's ideal affinity map and affinity loss. Random tensors come from a hypothesis-drawn seed."""
+
 import pytest
 import torch
 from hypothesis import given, settings

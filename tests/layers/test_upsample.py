@@ -1,4 +1,5 @@
 """BilinearUpsample: FCN's learnable up-sampling and DLA's IDA-up, initialised to bilinear."""
+
 import torch
 
 from d2_instseg.layers import BilinearUpsample

@@ -1,4 +1,5 @@
 """Smoke test of tools/benchmark.py (no timing assertions: benchmarks are not tests)."""
+
 import json
 import subprocess
 import sys
@@ -11,14 +12,36 @@ from ..conftest import REPO
 def test_benchmark_writes_valid_json(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [
-        sys.executable, "tools/benchmark.py", "--config-file", "configs/shapes/mask_rcnn_R18_FPN.yaml",
-        "configs/shapes/centermask.yaml", "configs/shapes/spatial_embeddings.yaml",
-        "--sizes", "64x96", "--batch-sizes", "1", "2", "--warmup", "0", "--iters", "2",
-        "--train-iters", "1", "--train-batch", "1", "--output", str(out), "--malloc", "reuse",
+        sys.executable,
+        "tools/benchmark.py",
+        "--config-file",
+        "configs/shapes/mask_rcnn_R18_FPN.yaml",
+        "configs/shapes/centermask.yaml",
+        "configs/shapes/spatial_embeddings.yaml",
+        "--sizes",
+        "64x96",
+        "--batch-sizes",
+        "1",
+        "2",
+        "--warmup",
+        "0",
+        "--iters",
+        "2",
+        "--train-iters",
+        "1",
+        "--train-batch",
+        "1",
+        "--output",
+        str(out),
+        "--malloc",
+        "reuse",
         # With random weights every class score is about 1/(C+1), below the default 0.05: only a
         # threshold of 0, passed to each row separately, makes the models return instances.
-        "--reference-opts", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
-        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+        "--reference-opts",
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+        "0.0",
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+        "0.0",
     ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -27,7 +50,9 @@ def test_benchmark_writes_valid_json(tmp_path):
     assert result["malloc"] == "reuse"
     rows = result["rows"]
     assert [r["config"].split("/")[-1] for r in rows] == [
-        "mask_rcnn_R_50_FPN_3x.yaml", "mask_rcnn_R18_FPN.yaml", "centermask.yaml",
+        "mask_rcnn_R_50_FPN_3x.yaml",
+        "mask_rcnn_R18_FPN.yaml",
+        "centermask.yaml",
         "spatial_embeddings.yaml",
     ]
     reference, ours = rows[:2]
@@ -36,9 +61,10 @@ def test_benchmark_writes_valid_json(tmp_path):
     for row in rows:
         assert row["size"] == "64x96" and row["gflops"] > 0 and row["latency_ms"] > 0
         assert 0 <= row["postprocess_fraction"] < 1
-        assert row["forward_ms"] + row["postprocess_ms"] == pytest.approx(row["latency_ms"], rel=1e-6)
+        assert row["forward_ms"] + row["postprocess_ms"] == pytest.approx(
+            row["latency_ms"], rel=1e-6
+        )
         assert set(row["throughput"]) == {"2"} and row["train_iters_per_s"] > 0
         assert 0 <= row["instances"] <= 100
     assert reference["instances"] > 0 and ours["instances"] > 0
     assert (tmp_path / "bench_latency.png").stat().st_size > 1000
-

@@ -1,4 +1,6 @@
-"""tools/demo.py on a folder of images and on a video (random-init model: only the I/O is tested)."""
+"""tools/demo.py on a folder of images and on a video (random-init model: only the I/O is
+tested)."""
+
 import os
 import sys
 

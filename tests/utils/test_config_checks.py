@@ -1,19 +1,26 @@
-"""Invalid config values fail when the model is built, with a ValueError naming the full key."""
+"""Invalid config values fail before anything is built (``check_d2_instseg_config``: run by
+``setup_cfg``, the Trainer's ``build_model``, ``Predictor`` and our meta-architectures'
+``from_config``), with a ValueError naming the full key."""
+
+import os
 import re
+from unittest import mock
 
 import pytest
 from detectron2.modeling import build_model
 
-from d2_instseg.engine.setup import _set_key
+from d2_instseg import check_d2_instseg_config
+from d2_instseg.engine import Trainer
 from d2_instseg.utils.config_checks import (
     Rule,
     at_least,
     check_backbone_features,
     check_keys,
     one_of,
+    set_key,
 )
 
-from ..conftest import shapes_cfg
+from ..conftest import REPO, shapes_cfg
 
 CENTERMASK = "configs/shapes/centermask.yaml"
 SPATIAL_EMBED = "configs/shapes/spatial_embeddings.yaml"
@@ -48,8 +55,13 @@ CASES = [
     (CENTERMASK, "MODEL.CENTERMASK.MASK_THRESH_TEST", 1.1, {}),
     (CENTERMASK, "MODEL.CENTERMASK.TRAIN_CROP_SIZE", 0, {}),
     (CENTERMASK, "MODEL.CENTERMASK.TRAIN_SCALE_RANGE", (1.3, 0.6), {}),
-    (CENTERMASK, "MODEL.CENTERMASK.DLA.CHANNELS", [4, 4, 8], {}),
-    (CENTERMASK, "MODEL.CENTERMASK.HOURGLASS.NUM_STACKS", 0, {}),
+    (CENTERMASK, "MODEL.DLA.CHANNELS", [4, 4, 8], {}),
+    (
+        CENTERMASK,
+        "MODEL.HOURGLASS.NUM_STACKS",
+        0,
+        {"MODEL.BACKBONE.NAME": "build_hourglass_backbone"},
+    ),
     (CENTERMASK, "MODEL.CENTERMASK.IN_FEATURE", "p2", {}),
     (SPATIAL_EMBED, "MODEL.SPATIAL_EMBED.NUM_CLASSES", 0, {}),
     (SPATIAL_EMBED, "MODEL.SPATIAL_EMBED.N_SIGMA", 3, {}),
@@ -149,16 +161,51 @@ def test_invalid_value_fails_at_build_naming_the_key(config, key, value, others)
     model sees them); the message starts the problem with "<full key>=<value>"."""
     cfg = shapes_cfg(config)
     for other, v in others.items():
-        _set_key(cfg, other, v)
-    _set_key(cfg, key, value)
+        set_key(cfg, other, v)
+    set_key(cfg, key, value)
     with pytest.raises(ValueError, match=re.escape(f"{key}=")):
-        build_model(cfg)
+        Trainer.build_model(cfg)
+
+
+@pytest.mark.parametrize(
+    "config, key, value",
+    [
+        (CENTERMASK, "MODEL.CENTERMASK.TOPK_TEST", 0),
+        (SPATIAL_EMBED, "MODEL.ERFNET.STAGE3_REPEATS", -1),
+        (CPNET, "MODEL.CPNET.TEST.MODE", "tile"),
+        (IRNET, "MODEL.IRNET.CAM.EPOCHS", 0.0),
+    ],
+)
+def test_our_meta_architectures_check_in_detectron2_build_model(config, key, value):
+    """Detectron2's own ``build_model`` (as ``DefaultPredictor`` calls it) checks too, through the
+    meta-architecture's ``from_config``, before building the backbone."""
+    cfg = shapes_cfg(config)
+    set_key(cfg, key, value)
+    with mock.patch("detectron2.modeling.build_backbone", side_effect=AssertionError("built")):
+        with pytest.raises(ValueError, match=re.escape(f"{key}=")):
+            build_model(cfg)
 
 
 @pytest.mark.parametrize("config", [CENTERMASK, SPATIAL_EMBED, CPNET, FCN, UNET, IRNET])
 def test_shapes_configs_pass_the_checks(config):
     cfg = shapes_cfg(config)
+    check_d2_instseg_config(cfg)
     assert type(build_model(cfg)).__name__ == cfg.MODEL.META_ARCHITECTURE
+
+
+def test_a_renamed_key_fails_naming_its_new_name(tmp_path):
+    """MODEL.CENTERMASK.DLA moved to MODEL.DLA (CHANGELOG.md): an old config says so."""
+    old = tmp_path / "old.yaml"
+    old.write_text(
+        '_BASE_: "{}"\nMODEL:\n  CENTERMASK:\n    DLA:\n      NORM: "GN"\n'.format(
+            os.path.join(REPO, "configs/Base-CenterMask.yaml")
+        )
+    )
+    cfg = shapes_cfg(CENTERMASK)
+    with pytest.raises(KeyError, match=r"MODEL\.CENTERMASK\.DLA was renamed to MODEL\.DLA;"):
+        cfg.merge_from_file(str(old))
+    with pytest.raises(KeyError, match=r"renamed.*MODEL\.HOURGLASS\.DIMS"):
+        cfg.merge_from_list(["MODEL.CENTERMASK.HOURGLASS.DIMS", "[8, 8]"])
 
 
 def test_check_keys_reports_first_failing_row_and_unevaluable_values():
@@ -177,8 +224,8 @@ def test_check_keys_reports_first_failing_row_and_unevaluable_values():
     with pytest.raises(ValueError, match=r"^MODEL\.CENTERMASK\.TOPK_TEST='100': must be >= 1$"):
         check_keys(cfg, "MODEL.CENTERMASK", rows)
     odd = Rule(lambda v: v % 2 == 1, "must be odd")
-    with pytest.raises(ValueError, match=r"^MODEL\.CENTERMASK\.DLA\.LEVELS=\[.*\]: must be odd$"):
-        check_keys(cfg, "MODEL.CENTERMASK", [("DLA.LEVELS", odd)])
+    with pytest.raises(ValueError, match=r"^MODEL\.DLA\.LEVELS=\[.*\]: must be odd$"):
+        check_keys(cfg, "MODEL", [("DLA.LEVELS", odd)])
 
 
 def test_check_backbone_features_names_key_and_missing_outputs():

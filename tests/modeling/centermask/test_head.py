@@ -1,4 +1,6 @@
-"""CenterMaskHead: the point heads evaluated at centers equal the dense CenterNet heads read there."""
+"""CenterMaskHead: the point heads evaluated at centers equal the dense CenterNet heads read
+there."""
+
 import pytest
 import torch
 
@@ -19,7 +21,9 @@ def test_point_heads_equal_dense_heads_in_values_and_gradients(branches):
     """Dense reference: each head's own conv3x3 -> ReLU -> conv1x1 over the whole map, read at the
     centers (corners, edges and the interior of two images)."""
     torch.manual_seed(0)
-    head = CenterMaskHead(in_channels=5, num_classes=3, head_conv=6, shape_size=4, mask_branches=branches)
+    head = CenterMaskHead(
+        in_channels=5, num_classes=3, head_conv=6, shape_size=4, mask_branches=branches
+    )
     for p in head.parameters():  # non-zero biases everywhere
         torch.nn.init.normal_(p, std=0.5)
     features = torch.randn(2, 5, 6, 7, requires_grad=True)
@@ -37,7 +41,9 @@ def test_point_heads_equal_dense_heads_in_values_and_gradients(branches):
     params = [features] + list(head.parameters())
 
     def grads(output, weights):
-        g = torch.autograd.grad((output * weights).sum(), params, allow_unused=True, retain_graph=True)
+        g = torch.autograd.grad(
+            (output * weights).sum(), params, allow_unused=True, retain_graph=True
+        )
         return [torch.zeros_like(p) if x is None else x for p, x in zip(params, g)]
 
     for name in expected:
@@ -49,6 +55,9 @@ def test_point_heads_equal_dense_heads_in_values_and_gradients(branches):
 
 def test_point_heads_without_points():
     head = CenterMaskHead(in_channels=5, num_classes=3, head_conv=6, shape_size=4)
-    points = head.at_points(torch.randn(1, 5, 4, 4), torch.zeros(0, dtype=torch.long),
-                            torch.zeros(0, 2, dtype=torch.long))
+    points = head.at_points(
+        torch.randn(1, 5, 4, 4),
+        torch.zeros(0, dtype=torch.long),
+        torch.zeros(0, 2, dtype=torch.long),
+    )
     assert points["offset"].shape == (0, 2) and points["shape"].shape == (0, 4, 4)

@@ -1,5 +1,6 @@
 """CenterMaskPoint end to end on tiny random models: losses, empty images, output format, ablation
 switches, config validation, and every CenterMask config file."""
+
 import glob
 import os
 
@@ -31,9 +32,9 @@ def tiny_cfg(*opts):
             8,
             "MODEL.CENTERMASK.SHAPE_SIZE",
             8,
-            "MODEL.CENTERMASK.DLA.CHANNELS",
+            "MODEL.DLA.CHANNELS",
             [4, 4, 8, 8, 8, 8],
-            "MODEL.CENTERMASK.DLA.DEFORMABLE",
+            "MODEL.DLA.DEFORMABLE",
             False,
             *opts,
         ]
@@ -139,9 +140,7 @@ def test_hard_inputs_train_and_infer(case, kept):
     )  # fmt: skip
     torch.nn.init.constant_(model.head.size[-1].bias, 6.0)  # non-empty boxes at inference
     inst = hard_instance_cases(64, 64)[case]
-    targets = centermask_targets(
-        [inst], num_classes=3, feature_hw=(16, 16), stride=4, shape_size=8
-    )
+    targets = centermask_targets([inst], num_classes=3, feature_hw=(16, 16), stride=4, shape_size=8)
     assert len(targets["classes"]) == kept
     image = torch.rand(3, 64, 64) * 255
     losses = _train_step(model, [{"image": image, "instances": inst}])

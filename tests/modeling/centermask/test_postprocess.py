@@ -1,11 +1,19 @@
 """Mask assembly, CenterNet decoding and the L1 / mask losses on cases worked out by hand."""
+
 import math
 
 import pytest
 import torch
 
+from d2_instseg.modeling.centermask.assemble import assemble_masks
 from d2_instseg.modeling.centermask.loss import mask_bce_loss, reg_l1_loss
-from d2_instseg.modeling.centermask.postprocess import assemble_masks, center_boxes, find_centers
+from d2_instseg.modeling.centermask.postprocess import (
+    center_boxes,
+    centermask_postprocess,
+    clip_to_images,
+    find_centers,
+    mask_grid_size,
+)
 
 LN3 = math.log(3.0)
 
@@ -102,7 +110,9 @@ def test_decode_peaks_offsets_and_sizes():
     assert det["scores"].tolist() == pytest.approx([_sig(2), 0.5], abs=1e-6)
     assert det["centers"].tolist() == [[1, 2], [4, 0]]
     assert det["classes"].tolist() == [0, 0] and det["batch_idx"].tolist() == [0, 0]
-    boxes = center_boxes(det["centers"][:1], torch.tensor([[0.25, 0.5]]), torch.tensor([[2.0, 4.0]]))
+    boxes = center_boxes(
+        det["centers"][:1], torch.tensor([[0.25, 0.5]]), torch.tensor([[2.0, 4.0]])
+    )
     assert boxes[0].tolist() == pytest.approx([0.25, 0.5, 2.25, 4.5])
     det = find_centers(heat, topk=2, score_thresh=0.6)
     assert det["centers"].tolist() == [[1, 2]]
@@ -121,9 +131,9 @@ def test_decode_classes_and_images():
 
 
 def test_mask_bce_loss_by_hand_and_under_autocast():
-    """Two objects on 1 x 2 grids: M_1 = [0.5, 0.5] vs T_1 = [1, 0] -> BCE ln 2 = 0.693147 each pixel;
-    M_2 = [0.8, 0.8] vs T_2 = [1, 1] -> -ln 0.8 = 0.223144. Mean over objects: 0.458145. The same under
-    CPU bfloat16 autocast (the BCE runs in float32)."""
+    """Two objects on 1 x 2 grids: M_1 = [0.5, 0.5] vs T_1 = [1, 0] -> BCE ln 2 = 0.693147 each
+    pixel; M_2 = [0.8, 0.8] vs T_2 = [1, 1] -> -ln 0.8 = 0.223144. Mean over objects: 0.458145. The
+    same under CPU bfloat16 autocast (the BCE runs in float32)."""
     probs = torch.tensor([[[0.5, 0.5]], [[0.8, 0.8]]])
     target = torch.tensor([[[1.0, 0.0]], [[1.0, 1.0]]])
     assert mask_bce_loss(probs, target).item() == pytest.approx(0.458145, abs=1e-5)
@@ -140,3 +150,41 @@ def test_reg_l1_loss_by_hand():
     loss = reg_l1_loss(torch.tensor([[0.5, 2.0]]), torch.tensor([[0.25, 1.0]]))
     assert loss.item() == pytest.approx(1.25 / 2.0001, abs=1e-6)
     assert reg_l1_loss(torch.zeros(0, 2), torch.zeros(0, 2)).item() == 0.0
+
+
+def test_clip_to_images_by_hand():
+    """Stride 4; image 0 is 40 x 60 (feature 10 x 15), image 1 is 20 x 20 (5 x 5). Box (-1, 2, 20,
+    8) of image 0 -> (0, 2, 15, 8); the same box in image 1 -> (0, 2, 5, 5); inside boxes stay."""
+    boxes = torch.tensor([[-1.0, 2, 20, 8], [-1, 2, 20, 8], [1, 1, 3, 3]])
+    clipped = clip_to_images(boxes, torch.tensor([0, 1, 1]), [(40, 60), (20, 20)], stride=4)
+    assert clipped.tolist() == [[0, 2, 15, 8], [0, 2, 5, 5], [1, 1, 3, 3]]
+
+
+def test_mask_grid_size_by_hand():
+    """At least S; else the widest ROI side rounded up: 2.5 x 7.2 -> 8; no ROI -> S."""
+    rois = torch.tensor([[0.0, 0.0, 2.5, 7.2], [1.0, 1.0, 3.0, 2.0]])
+    assert mask_grid_size(rois, 4) == 8
+    assert mask_grid_size(rois, 32) == 32
+    assert mask_grid_size(rois[:0], 6) == 6
+
+
+def test_centermask_postprocess_scales_boxes_and_pastes_masks():
+    """A 10 x 10 input detection (box (2, 2, 6, 6), an all-ones 2 x 2 mask) returned at 20 x 20:
+    the box doubles to (4, 4, 12, 12); an empty box is dropped. Pasting samples the mask bilinearly
+    at pixel centres with zeros outside it: the first pixel centre inside the box, 4.5, lies 0.375
+    mask pixels before the mask's first centre, so an edge pixel gets 0.625 (kept at threshold 0.5)
+    and a corner pixel 0.625^2 = 0.39 (dropped): the 8 x 8 box without its 4 corners."""
+    from detectron2.structures import Boxes, Instances
+
+    result = Instances((10, 10))
+    result.pred_boxes = Boxes(torch.tensor([[2.0, 2, 6, 6], [3, 3, 3, 5]]))
+    result.scores = torch.tensor([0.9, 0.8])
+    result.pred_classes = torch.tensor([1, 0])
+    result.mask_probs = torch.ones(2, 2, 2)
+    out = centermask_postprocess(result, 20, 20, mask_threshold=0.5)
+    assert len(out) == 1 and out.pred_boxes.tensor.tolist() == [[4, 4, 12, 12]]
+    assert not out.has("mask_probs") and out.pred_masks.shape == (1, 20, 20)
+    expected = torch.zeros(20, 20, dtype=torch.bool)
+    expected[4:12, 4:12] = True
+    expected[4, 4] = expected[4, 11] = expected[11, 4] = expected[11, 11] = False
+    assert torch.equal(out.pred_masks[0], expected)

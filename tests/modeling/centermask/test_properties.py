@@ -1,18 +1,24 @@
 """Property-based tests of CenterMask's target generation, losses, decoding, mask assembly and
 inference output on random boxes / masks / image sizes and random head outputs."""
+
 import functools
 from unittest import mock
 
 import pytest
 import torch
-from detectron2.modeling import build_model, detector_postprocess
+from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from d2_instseg.layers import centernet_focal_loss
+from d2_instseg.modeling.centermask.assemble import assemble_masks
 from d2_instseg.modeling.centermask.loss import mask_bce_loss, reg_l1_loss, saliency_bce_loss
-from d2_instseg.modeling.centermask.postprocess import assemble_masks, center_boxes, find_centers
+from d2_instseg.modeling.centermask.postprocess import (
+    center_boxes,
+    centermask_postprocess,
+    find_centers,
+)
 from d2_instseg.modeling.centermask.targets import centermask_targets, saliency_targets
 
 from ...conftest import shapes_cfg
@@ -57,9 +63,7 @@ def gt_batches(draw):
         else:
             inst.gt_boxes = Boxes(torch.zeros(0, 4))
         images.append(inst)
-    feature_hw = tuple(
-        -(-max(inst.image_size[i] for inst in images) // STRIDE) for i in range(2)
-    )
+    feature_hw = tuple(-(-max(inst.image_size[i] for inst in images) // STRIDE) for i in range(2))
     return images, feature_hw
 
 
@@ -195,7 +199,7 @@ def tiny_model():
     cfg = shapes_cfg(
         "configs/shapes/centermask.yaml",
         "MODEL.CENTERMASK.HEAD_CONV", "8", "MODEL.CENTERMASK.SHAPE_SIZE", "8",
-        "MODEL.CENTERMASK.DLA.CHANNELS", "[4, 4, 8, 8, 8, 8]", "MODEL.CENTERMASK.TOPK_TEST", "20",
+        "MODEL.DLA.CHANNELS", "[4, 4, 8, 8, 8, 8]", "MODEL.CENTERMASK.TOPK_TEST", "20",
     )  # fmt: skip
     return build_model(cfg).eval()
 
@@ -232,12 +236,12 @@ def test_inference_output_inside_the_requested_size(image_sizes, out_scale, seed
         return read
 
     with mock.patch.object(model.head, "at_points", at_points):
-        results = model.inference(torch.zeros(n, 8, h, w), outputs, image_sizes)
+        results = model.forward_inference(torch.zeros(n, 8, h, w), outputs, image_sizes)
     for result, (ih, iw) in zip(results, image_sizes):
-        probs = result.pred_masks
+        probs = result.mask_probs
         assert ((probs >= 0) & (probs <= 1)).all()
         height, width = max(1, round(ih * out_scale)), max(1, round(iw * out_scale))
-        r = detector_postprocess(result, height, width, model.mask_thresh_test)
+        r = centermask_postprocess(result, height, width, model.mask_thresh_test)
         assert len(r) <= 20 and r.image_size == (height, width)
         assert ((r.scores >= model.score_thresh_test) & (r.scores <= 1)).all()
         assert (r.scores[1:] <= r.scores[:-1]).all()

@@ -1,4 +1,5 @@
 """CenterMask targets on synthetic images with known boxes and masks (values worked out by hand)."""
+
 import math
 
 import pytest

@@ -1,4 +1,5 @@
 """Aggregation module and context prior layer: shapes, receptive field, intra / inter context."""
+
 import pytest
 import torch
 

@@ -1,5 +1,6 @@
 """Property-based tests of CPNet: sliding windows, the intra / inter context split, and the
 segmentor's scores at any image size."""
+
 import functools
 
 import pytest

@@ -1,19 +1,20 @@
 """CPNetHead + CPNetSegmentor built from configs/shapes/cpnet.yaml (narrowed for speed): losses,
 fixed-size checks, and inference at sizes other than the training crop."""
+
 import os
 
 import numpy as np
 import pytest
 import torch
-
-import d2_instseg
-from d2_instseg.layers import affinity_loss, ideal_affinity_map
-from d2_instseg.modeling.cpnet.segmentor import window_starts
 from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
 from detectron2.utils.visualizer import Visualizer
+
+import d2_instseg
+from d2_instseg.layers import affinity_loss, ideal_affinity_map
+from d2_instseg.modeling.cpnet.segmentor import window_starts
 
 from ...conftest import hard_label_maps
 

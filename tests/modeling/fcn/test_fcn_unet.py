@@ -1,15 +1,17 @@
 """FCN-8s / 16s / 32s and UNet heads: bilinear initialisation, skip alignment on odd sizes."""
+
 import os
 
 import pytest
 import torch
 import torch.nn.functional as F
-
-import d2_instseg
-from d2_instseg.modeling.fcn import BilinearUpsample, FCNHead, UNetHead, bilinear_kernel
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
+
+import d2_instseg
+from d2_instseg.layers import BilinearUpsample, bilinear_kernel
+from d2_instseg.modeling.fcn import FCNHead, UNetHead
 
 from ...conftest import hard_label_maps
 

@@ -1,5 +1,6 @@
 """Property-based tests of the FCN / UNet baselines: skip alignment, output sizes and the loss on
 random label maps."""
+
 import functools
 
 import pytest
@@ -8,7 +9,7 @@ from detectron2.modeling import build_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from d2_instseg.modeling.fcn import fit_to
+from d2_instseg.layers import resize_and_crop
 
 from ...conftest import shapes_cfg
 
@@ -19,10 +20,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @settings(max_examples=100)
 @given(st.integers(0, 12), st.integers(0, 12), st.integers(0, 12), st.integers(0, 12), SEEDS)
-def test_fit_to_crops_or_zero_pads_to_the_size(h, w, th, tw, seed):
+def test_resize_and_crop_without_resampling_crops_or_zero_pads_to_the_size(h, w, th, tw, seed):
     """(2, h, w) -> (2, H, W): the common top-left part is kept as is, the rest is 0."""
     x = torch.rand(2, h, w, generator=torch.Generator().manual_seed(seed)) + 1
-    y = fit_to(x, (th, tw))
+    y = resize_and_crop(x, (th, tw), factor=1)
     assert y.shape == (2, th, tw)
     ch, cw = min(h, th), min(w, tw)
     assert torch.equal(y[:, :ch, :cw], x[:, :ch, :cw])

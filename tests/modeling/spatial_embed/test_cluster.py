@@ -1,4 +1,5 @@
 """Clustering on constructed seed / embedding / sigma maps whose instances are known."""
+
 import math
 
 import torch
@@ -27,7 +28,11 @@ def _maps():
     boxes["D"] = _box(12, 20, 15, 27)
     boxes["F"] = _box(11, 14, 5, 15)
     for name, (cls, score) in {
-        "A": (0, 0.95), "B": (0, 0.97), "C": (0, 0.99), "D": (1, 0.92), "F": (0, 0.93)
+        "A": (0, 0.95),
+        "B": (0, 0.97),
+        "C": (0, 0.99),
+        "D": (1, 0.92),
+        "F": (0, 0.93),
     }.items():
         m = boxes[name]
         emb[:, m] = coords[:, m].mean(dim=1, keepdim=True)

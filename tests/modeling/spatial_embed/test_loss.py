@@ -1,4 +1,5 @@
 """phi and the Spatial Embeddings loss on constructed embeddings, answers worked out by hand."""
+
 import math
 
 import pytest

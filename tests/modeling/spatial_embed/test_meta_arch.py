@@ -1,4 +1,5 @@
 """SpatialEmbeddings as a Detectron2 model: build from config, output format, padding, empty GT."""
+
 import pytest
 import torch
 from detectron2.modeling import build_model

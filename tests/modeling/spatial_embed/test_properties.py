@@ -1,5 +1,6 @@
 """Property-based tests of Spatial Embeddings: the loss on random masks and predictions, the
 Gaussian phi, the clustering on random outputs, and the returned masks and boxes."""
+
 import pytest
 import torch
 from detectron2.structures import Instances

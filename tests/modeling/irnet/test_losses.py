@@ -1,9 +1,10 @@
 """IRNet losses against hand computations."""
+
 import math
 
 import torch
 
-from d2_instseg.irnet.losses import boundary_loss, displacement_loss
+from d2_instseg.modeling.irnet.losses import boundary_loss, displacement_loss
 
 
 def _masks(*bits):

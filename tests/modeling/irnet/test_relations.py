@@ -1,12 +1,13 @@
 """Pair indexing, path offsets, boundary -> affinity and pair labels against hand-listed values."""
+
 import numpy as np
 import pytest
 import torch
 
-from d2_instseg.irnet.relations import (
+from d2_instseg.data.dataset_mappers.irnet import downsample_label
+from d2_instseg.modeling.irnet.relations import (
     boundary_to_affinity,
     dense_affinity,
-    downsample_label,
     pair_labels,
     path_offsets,
     search_directions,

@@ -1,23 +1,20 @@
 """CenterMaskDatasetMapper: CenterNet's scale / crop / flip training augmentation."""
-import os
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 
-from d2_instseg import add_d2_instseg_config
+from d2_instseg import check_d2_instseg_config
 from d2_instseg.data import build_mapper
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from ..conftest import shapes_cfg
 
 
 def _cfg(*opts):
-    cfg = get_cfg()
-    add_d2_instseg_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs/shapes/centermask.yaml"))
-    cfg.merge_from_list(["INPUT.DATASET_MAPPER_NAME", "CenterMaskDatasetMapper", *opts])
-    return cfg
+    return shapes_cfg(
+        "configs/shapes/centermask.yaml",
+        "INPUT.DATASET_MAPPER_NAME", "CenterMaskDatasetMapper", *opts,
+    )  # fmt: skip
 
 
 def test_training_crops_are_square_and_boxes_follow_masks():
@@ -45,6 +42,6 @@ def test_testing_keeps_detectron2_resizing():
     assert min(out["image"].shape[1:]) == 128
 
 
-def test_invalid_scale_range_raises():
+def test_invalid_scale_range_is_named_by_the_config_check():
     with pytest.raises(ValueError, match="MODEL.CENTERMASK.TRAIN_SCALE_RANGE"):
-        build_mapper(_cfg("MODEL.CENTERMASK.TRAIN_SCALE_RANGE", (1.3, 0.6)), is_train=True)
+        check_d2_instseg_config(_cfg("MODEL.CENTERMASK.TRAIN_SCALE_RANGE", (1.3, 0.6)))
