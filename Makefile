@@ -2,10 +2,11 @@
 #   make demo   train + evaluate every method on the built-in shapes data, write overlays and plots
 #   make test   run the test suite
 #   make demo-irnet   the weakly supervised IRNet pipeline on shapes (image-level labels only)
+#   make lint   ruff: lint, import order and formatting (run by .ci/run before the tests)
 # Both create or reuse the virtualenv at .venv (tools/setup_venv.sh installs only what is missing).
 PY := .venv/bin/python
 
-.PHONY: venv demo demo-irnet test clean-venv
+.PHONY: venv demo demo-irnet test lint clean-venv
 
 venv:
 	@bash tools/setup_venv.sh
@@ -18,6 +19,11 @@ demo-irnet: venv
 
 test: venv
 	$(PY) -m pytest tests -q --durations=15
+
+# ruff (settings in pyproject.toml): lint + import order, and the formatting at 100 columns
+lint: venv
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 
 clean-venv:
 	rm -rf .venv

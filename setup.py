@@ -7,7 +7,12 @@ setup(
     packages=find_packages(exclude=("tests", "tests.*", "tools", "configs")),
     python_requires=">=3.10",
     install_requires=[
-        "fvcore", "pycocotools", "opencv-python-headless", "tqdm", "matplotlib", "shapely",
+        "fvcore",
+        "pycocotools",
+        "opencv-python-headless",
+        "tqdm",
+        "matplotlib",
+        "shapely",
     ],
     # Cityscapes data and evaluation (Detectron2's loader and evaluators import it)
     extras_require={"cityscapes": ["cityscapesscripts"]},
