@@ -14,6 +14,10 @@ setup(
         "matplotlib",
         "shapely",
     ],
-    # Cityscapes data and evaluation (Detectron2's loader and evaluators import it)
-    extras_require={"cityscapes": ["cityscapesscripts"]},
+    # Cityscapes data and evaluation (Detectron2's loader and evaluators import it); the web app
+    extras_require={
+        "cityscapes": ["cityscapesscripts"],
+        "serve": ["fastapi", "uvicorn", "python-multipart", "swagger-ui-bundle"],
+    },
+    package_data={"d2_instseg.serve": ["static/*"]},
 )

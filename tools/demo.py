@@ -17,15 +17,14 @@ import os
 
 import cv2
 import numpy as np
-import torch
 import tqdm
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
-from detectron2.utils.visualizer import ColorMode, Visualizer
 
 import d2_instseg  # noqa: F401  (registers models and datasets)
 from d2_instseg.engine import Predictor, setup_cfg
+from d2_instseg.engine.visualize import draw_predictions
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -77,19 +76,7 @@ class OverlayRenderer:
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         outputs = self.predictor(rgb[:, :, ::-1])  # predictors take BGR, as cv2.imread gives
-        # Draw small images enlarged (to >= 480 px on the long side) so that labels stay readable.
-        scale = max(1.0, 480.0 / max(rgb.shape[:2]))
-        vis = Visualizer(rgb, self.metadata, scale=scale, instance_mode=ColorMode.IMAGE)
-        if "instances" in outputs:
-            instances = outputs["instances"].to("cpu")
-            instances = instances[instances.scores >= self.threshold]
-            out = vis.draw_instance_predictions(instances)
-        elif "sem_seg" in outputs:
-            labels = outputs["sem_seg"].argmax(dim=0).to("cpu", torch.int64)
-            out = vis.draw_sem_seg(labels, alpha=0.5)
-        else:
-            raise ValueError(f"The model returned neither instances nor sem_seg: {list(outputs)}")
-        return out.get_image()
+        return draw_predictions(rgb, outputs, self.metadata, self.threshold)
 
 
 def run_images(renderer, files, output):

@@ -16,33 +16,11 @@ from detectron2.engine import DefaultPredictor
 from detectron2.evaluation import COCOEvaluator, inference_on_dataset
 from detectron2.utils.visualizer import Visualizer
 
-from ...conftest import shapes_cfg
-
-ITERS = 120
-
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_train):
-    """(cfg, model) after ITERS iterations of the shapes config's recipe (Adam, gradient clipping)
-    at lr 2e-3 with 20 warm-up iterations, fixed seeds."""
-    cfg = shapes_cfg(
-        "configs/shapes/centermask.yaml",
-        "DATASETS.TRAIN", ("shapes_train",),
-        "DATASETS.TEST", ("shapes_tiny_val",),
-        "DATALOADER.NUM_WORKERS", 0,
-        # Thinner heads than the shapes config: the heads' 3x3 convs dominate the compute.
-        "MODEL.CENTERMASK.HEAD_CONV", 32,
-        # One class-agnostic saliency channel: learns faster in 120 iterations than the
-        # class-specific default (AP50 37.5 against 27.3 on shapes_tiny_val).
-        "MODEL.CENTERMASK.SALIENCY_CLASS_SPECIFIC", False,
-        "MODEL.CENTERMASK.SALIENCY_LOSS_WEIGHT", 0.0,
-        "SOLVER.BASE_LR", 2e-3,
-        "SOLVER.WARMUP_ITERS", 20,
-        "SOLVER.WARMUP_FACTOR", 0.05,
-        "SOLVER.STEPS", (),
-        "OUTPUT_DIR", str(tmp_path_factory.mktemp("centermask")),
-    )  # fmt: skip
-    return cfg, tiny_train(cfg, ITERS)
+def trained(trained_centermask):
+    """(cfg, model) of the session's trained CenterMask (tests/conftest.py)."""
+    return trained_centermask[:2]
 
 
 def test_tiny_training_learns_masks(trained, tmp_path):
