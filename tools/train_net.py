@@ -17,12 +17,15 @@ On success the final evaluation results are also written to OUTPUT_DIR/results.j
 """
 
 import json
+import logging
 import os
 import sys
+from datetime import timedelta
 
 from detectron2.engine import default_argument_parser, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
+from torch.multiprocessing.spawn import ProcessException
 
 import d2_instseg  # noqa: F401  (registers models and datasets)
 from d2_instseg.engine import SafeCheckpointer, Trainer, requirements_report, setup_cfg
@@ -38,6 +41,14 @@ def argument_parser():
         help="register a COCO-format instances dataset under NAME (repeatable)",
     )
     parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=1800.0,
+        metavar="SECONDS",
+        help="how long a process waits for the others in a collective before it fails "
+        "(Detectron2's 30 min by default); a process that dies is noticed sooner, by the launcher",
+    )
+    parser.add_argument(
         "--check-data",
         action="store_true",
         help="list the files the config's datasets and weights need, present or missing, and exit "
@@ -48,6 +59,8 @@ def argument_parser():
 
 def main(args):
     cfg = setup_cfg(args)
+    # which process is which rank (rank > 0 log to OUTPUT_DIR/log.txt.rank<r>)
+    logging.getLogger("detectron2").info(f"Rank {comm.get_rank()} runs as pid {os.getpid()}")
     if args.eval_only:
         model = Trainer.build_model(cfg)
         SafeCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
@@ -66,6 +79,23 @@ def main(args):
     return results
 
 
+def describe_dead_process(error: ProcessException, args) -> str:
+    """The message a multi-process run ends with when one of its processes failed."""
+    rank = args.machine_rank * args.num_gpus + error.error_index
+    signal_name = getattr(error, "signal_name", None)
+    if signal_name:
+        how = f"was killed by {signal_name}"
+    elif hasattr(error, "exit_code"):
+        how = f"exited with code {error.exit_code}"
+    else:
+        how = f"raised an error:\n{error}"
+    return (
+        f"Training stopped: rank {rank} (pid {error.error_pid}) {how}; the launcher stopped the "
+        "other processes of this machine. Continue from the last complete checkpoint with "
+        "--resume."
+    )
+
+
 if __name__ == "__main__":
     args = argument_parser().parse_args()
     if args.check_data:
@@ -75,11 +105,15 @@ if __name__ == "__main__":
         print(report)
         sys.exit(0 if ok else 1)
     print("Command Line Args:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    try:
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+            timeout=timedelta(seconds=args.dist_timeout),
+        )
+    except ProcessException as e:  # a process of this machine died or raised: all were stopped
+        sys.exit(describe_dead_process(e, args))

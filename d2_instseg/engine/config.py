@@ -3,9 +3,10 @@ preparation."""
 
 from detectron2.config import CfgNode as CN
 
-from ..utils.config_checks import Rule, check_keys
+from ..utils.config_checks import Rule, check_keys, one_of
 from ..utils.config_registry import register_config_part
 from ..utils.deeplab_config import add_deeplab_config_once
+from .checkpoint import ON_FAILURE
 
 # SOLVER.OPTIMIZER values the Trainer builds (CenterNet/CenterMask and Spatial Embeddings train with
 # Adam; "SGD" is Detectron2's, with SOLVER.MOMENTUM).
@@ -28,12 +29,17 @@ def add_engine_config(cfg: CN) -> None:
     # pick faster kernels (measured on this 2-core CPU: Spatial Embeddings at 1024x2048 3.1 -> 2.2
     # s, Mask R-CNN R50-FPN at 512x512 375 -> 313 ms).
     cfg.TEST.CHANNELS_LAST = True
+    # A checkpoint that cannot be written (e.g. a full disk): "stop" training with the reason, or
+    # "continue" (logged; the previous checkpoint stays the one to resume from).
+    cfg.SOLVER.CHECKPOINT_ON_FAILURE = "stop"
 
 
 def check_engine_config(cfg: CN) -> None:
-    """Raise ValueError naming SOLVER.OPTIMIZER if the Trainer cannot build it."""
+    """Raise ValueError naming the first invalid key of the engine."""
     known = Rule(lambda v: str(v).upper() in OPTIMIZERS, f"must be one of {list(OPTIMIZERS)}")
-    check_keys(cfg, "SOLVER", [("OPTIMIZER", known)])
+    check_keys(
+        cfg, "SOLVER", [("OPTIMIZER", known), ("CHECKPOINT_ON_FAILURE", one_of(*ON_FAILURE))]
+    )
 
 
 register_config_part("engine", add_engine_config, check_engine_config)

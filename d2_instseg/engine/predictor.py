@@ -2,10 +2,14 @@
 
 import numpy as np
 import torch
+from detectron2.data import MetadataCatalog
+from detectron2.data import transforms as T
 from detectron2.engine import DefaultPredictor
+from detectron2.modeling import build_model
 
 from ..layers import fuse_conv_bn
 from ..utils.config_registry import check_d2_instseg_config
+from .checkpoint import SafeCheckpointer
 
 # Arrays above this many pixels are refused before anything is allocated for them (an 8000 x 8000
 # photo is 64M pixels and is accepted: it is resized to the test size before the model sees it).
@@ -92,14 +96,30 @@ class Predictor(DefaultPredictor):
     work; empty, NaN, oversized or otherwise unusable ones raise a ``ValueError`` that names the
     problem.
 
-    The loaded model is prepared for inference (:func:`prepare_for_inference`: BatchNorms folded
-    into their convolutions, channels-last weights), so load other weights into a new
-    ``Predictor``, not into ``predictor.model``.
+    The weights are read by :class:`SafeCheckpointer` (``torch.load(weights_only=True)``: a file
+    cannot run code when loaded; pickle files are refused). The loaded model is prepared for
+    inference (:func:`prepare_for_inference`: BatchNorms folded into their convolutions,
+    channels-last weights), so load other weights into a new ``Predictor``, not into
+    ``predictor.model``. A Predictor may be called from several threads at once (tested: the
+    outputs equal those of sequential calls); the model runs in eval mode under ``no_grad`` and
+    keeps no state between calls.
     """
 
     def __init__(self, cfg, max_pixels: int = DEFAULT_MAX_PIXELS):
-        check_d2_instseg_config(cfg)  # before building: names a bad key, whatever the model
-        super().__init__(cfg)
+        # DefaultPredictor.__init__, with the config checked before building and the weights read
+        # by SafeCheckpointer instead of DetectionCheckpointer (which unpickles .pkl files)
+        check_d2_instseg_config(cfg)
+        self.cfg = cfg.clone()
+        self.model = build_model(self.cfg)
+        self.model.eval()
+        if len(cfg.DATASETS.TEST):
+            self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
+        SafeCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        size = cfg.INPUT.MIN_SIZE_TEST
+        self.aug = T.ResizeShortestEdge([size, size], cfg.INPUT.MAX_SIZE_TEST)
+        self.input_format = cfg.INPUT.FORMAT
+        if self.input_format not in ("RGB", "BGR"):
+            raise ValueError(f"INPUT.FORMAT must be RGB or BGR, got {self.input_format!r}")
         prepare_for_inference(self.model, cfg)
         self.max_pixels = max_pixels
         self.resizes = cfg.INPUT.MIN_SIZE_TEST > 0

@@ -114,7 +114,10 @@ class Trainer(DefaultTrainer):
         # DefaultTrainer.__init__ creates a plain DetectionCheckpointer just before calling this;
         # replace it here so that the periodic-checkpoint hook built below saves through ours.
         self.checkpointer = SafeCheckpointer(
-            self.checkpointer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+            self.checkpointer.model,
+            self.cfg.OUTPUT_DIR,
+            on_save_failure=self.cfg.SOLVER.CHECKPOINT_ON_FAILURE,
+            trainer=weakref.proxy(self),
         )
         return super().build_hooks()
 

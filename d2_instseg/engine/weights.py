@@ -18,8 +18,31 @@ from iopath.common.file_io import get_cache_dir
 _PROBE_TIMEOUT_S = 10.0  # a reachable server answers a HEAD request well within this
 
 
+PICKLE_SUFFIXES = (".pkl", ".pyth")  # Detectron2 / Caffe2 / pycls model zoos: pickles, never loaded
+PICKLE_WHY = "it is a pickle file (Detectron2 / Caffe2 / pycls format)"
+
+
 class WeightsUnavailableError(FileNotFoundError):
     """``MODEL.WEIGHTS`` names a file that is not here and cannot be fetched."""
+
+
+class UnsafeWeightsError(RuntimeError):
+    """A weights file that could run code when loaded (pickle-based); it is not loaded."""
+
+
+def unsafe_weights(filename: str, why: str) -> UnsafeWeightsError:
+    """The error for a file that is refused, saying how to convert it if one trusts it."""
+    local = filename
+    get = ""
+    if "://" in resolve_url(filename):  # a model-zoo URL: fetched first, converted locally
+        local = os.path.basename(urlparse(resolve_url(filename)).path)
+        get = f"download {resolve_url(filename)} and "
+    stem = os.path.splitext(local)[0]
+    return UnsafeWeightsError(
+        f"Refusing to load {filename}: {why}, and unpickling it could run any code. If you trust "
+        f"the file, {get}convert it once to plain tensors: python tools/convert_weights.py "
+        f"--input {local} --output {stem}.safe.pth, then set MODEL.WEIGHTS to that file."
+    )
 
 
 def resolve_url(path: str) -> str:
@@ -55,9 +78,16 @@ def _probe(url: str) -> str:
 
 def weights_status(path: str) -> Tuple[bool, str]:
     """(usable, where): ``where`` is the local file, the cached download, the URL that answers,
-    or why none of these works."""
+    or why none of these works (a pickle file never does: weights are loaded without unpickling,
+    see ``SafeCheckpointer``)."""
     if not path:
         return True, "none (random initialisation)"
+    if path.endswith(PICKLE_SUFFIXES):
+        return False, (
+            "it is a pickle file, which d2_instseg does not load (unpickling can run code); "
+            "download it once and convert it with tools/convert_weights.py, then set MODEL.WEIGHTS "
+            "to the converted .pth"
+        )
     url = resolve_url(path)
     if "://" not in url:
         return (True, path) if os.path.isfile(path) else (False, f"file {path!r} does not exist")
@@ -71,13 +101,17 @@ def weights_status(path: str) -> Tuple[bool, str]:
 
 
 def check_weights_reachable(path: str) -> None:
-    """Raise :class:`WeightsUnavailableError` naming the file and how to go on without it."""
+    """Raise :class:`WeightsUnavailableError` naming the file and how to go on without it, or
+    :class:`UnsafeWeightsError` for a pickle file (it would be refused when loaded)."""
+    if path.endswith(PICKLE_SUFFIXES):
+        raise unsafe_weights(path, PICKLE_WHY)
     ok, where = weights_status(path)
     if ok:
         return
     raise WeightsUnavailableError(
-        f"MODEL.WEIGHTS {path!r} is not available: {where}. Download it on a machine with "
-        f"internet access and set MODEL.WEIGHTS to the local file, or train from scratch with "
+        f"MODEL.WEIGHTS {path!r} is not available: {where}. Get the file (on a machine with "
+        f"internet access if need be) and set MODEL.WEIGHTS to the local file, or train from "
+        f"scratch with "
         f'MODEL.WEIGHTS "" (configs made for pretrained weights freeze BatchNorm statistics or '
         f"early stages: from scratch also set MODEL.RESNETS.NORM GN, Detectron2's recipe for "
         f"training from scratch, or BN, and MODEL.BACKBONE.FREEZE_AT 0)."

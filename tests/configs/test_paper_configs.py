@@ -183,28 +183,34 @@ def test_irnet_voc_pipeline_through_its_mask_rcnn(runs):
 
 
 def test_pretrained_weights_fail_at_start_offline(datasets, tmp_path):
-    """A config naming ``detectron2://`` weights on a machine that cannot download them stops
-    before anything is built, naming the file and how to train from scratch. Offline is simulated by
-    a proxy that refuses connections, with an empty download cache."""
+    """Weights that are not here stop a run before anything is built, naming the file and how to
+    go on: a URL that cannot be fetched (offline, simulated by a proxy that refuses connections,
+    with an empty download cache), the IRNet config's converted R-50 file when it was not made,
+    and a Detectron2 model-zoo ``.pkl`` (refused even online: it would be unpickled)."""
     offline = {
         "https_proxy": "http://127.0.0.1:9",
         "HTTPS_PROXY": "http://127.0.0.1:9",
         "FVCORE_CACHE": str(tmp_path / "cache"),
     }
     out = ["OUTPUT_DIR", str(tmp_path / "out")]
+    url = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
     commands = [
-        ("irnet_pipeline.py", ["--config-file", "configs/irnet/irnet_R50_voc12.yaml", *out]),
-        (
-            "train_net.py",
-            ["--config-file", "configs/centermask.yaml", "MODEL.WEIGHTS",
-             "detectron2://ImageNetPretrained/MSRA/R-50.pkl", *out],
-        ),
+        ("train_net.py", ["--config-file", "configs/centermask.yaml", "MODEL.WEIGHTS", url, *out],
+         ["WeightsUnavailableError", 'MODEL.WEIGHTS ""', "resnet50-0676ba61.pth",
+          "cannot be fetched"]),
+        ("irnet_pipeline.py", ["--config-file", "configs/irnet/irnet_R50_voc12.yaml", *out],
+         ["WeightsUnavailableError", 'MODEL.WEIGHTS ""', "weights/R-50.safe.pth",
+          "does not exist"]),
+        ("train_net.py", ["--config-file", "configs/centermask.yaml", "MODEL.WEIGHTS",
+                          "detectron2://ImageNetPretrained/MSRA/R-50.pkl", *out],
+         ["UnsafeWeightsError", "download https://dl.fbaipublicfiles.com/detectron2/"
+          "ImageNetPretrained/MSRA/R-50.pkl", "tools/convert_weights.py --input R-50.pkl "
+          "--output R-50.safe.pth"]),
     ]  # fmt: skip
-    for tool, args in commands:
+    for tool, args, words in commands:
         proc = run_tool(tool, args, datasets, **offline)
         assert proc.returncode != 0
-        assert "WeightsUnavailableError" in proc.output and "R-50.pkl" in proc.output
-        assert 'MODEL.WEIGHTS ""' in proc.output
+        assert all(w in proc.output for w in words), (words, proc.output[-2000:])
         assert "Starting training" not in proc.output and "Model:" not in proc.output
 
 

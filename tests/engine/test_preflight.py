@@ -24,14 +24,17 @@ def test_weights_status_local_cached_and_unreachable(tmp_path, monkeypatch):
     assert not weights_status(str(tmp_path / "none.pth"))[0]
     (tmp_path / "w.pth").write_bytes(b"x")
     assert weights_status(str(tmp_path / "w.pth")) == (True, str(tmp_path / "w.pth"))
-    name = "detectron2://ImageNetPretrained/MSRA/R-18.pkl"
-    url = resolve_url(name)
-    assert url == "https://dl.fbaipublicfiles.com/detectron2/ImageNetPretrained/MSRA/R-18.pkl"
-    cached = cached_path(url)
-    assert cached == str(tmp_path / "cache" / "detectron2/ImageNetPretrained/MSRA/R-18.pkl")
+    assert resolve_url("detectron2://ImageNetPretrained/MSRA/R-18.pkl") == (
+        "https://dl.fbaipublicfiles.com/detectron2/ImageNetPretrained/MSRA/R-18.pkl"
+    )
+    ok, where = weights_status("detectron2://ImageNetPretrained/MSRA/R-18.pkl")
+    assert not ok and "pickle" in where and "tools/convert_weights.py" in where
+    name = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+    cached = cached_path(resolve_url(name))
+    assert cached == str(tmp_path / "cache" / "models/resnet18-f37072fd.pth")
     ok, where = weights_status(name)
     assert not ok and "cannot be fetched" in where
-    with pytest.raises(WeightsUnavailableError, match=r"R-18\.pkl.*MODEL\.WEIGHTS \"\""):
+    with pytest.raises(WeightsUnavailableError, match=r'resnet18-f37072fd\.pth.*MODEL\.WEIGHTS ""'):
         check_weights_reachable(name)
     os.makedirs(os.path.dirname(cached))
     open(cached, "wb").close()
