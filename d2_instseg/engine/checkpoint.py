@@ -122,7 +122,7 @@ class SafeCheckpointer(DetectionCheckpointer):
         try:
             return torch.load(filename, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
-            if "Weights only load failed" not in str(e):
+            if "Unsupported global" not in str(e):  # else garbage (e.g. "Unsupported operand")
                 raise
             raise unsafe_weights(filename, "it holds Python objects besides tensors") from None
 

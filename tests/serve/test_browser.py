@@ -103,6 +103,14 @@ def test_upload_overlay_table_and_slider_in_chromium(models_yaml, shapes_png, tm
                 for a in browser.find_elements(By.CSS_SELECTOR, "#downloads a")
             ]
             assert len(links) == 3 and all(f"threshold={low:g}" in href for href in links)
+            # the slider's release re-draws the overlay at the new threshold (server side)
+            wait.until(
+                lambda b: b.execute_script(
+                    "const o = document.getElementById('overlay');"
+                    f"return o.src.includes('threshold={low:g}') && o.complete"
+                    " && o.naturalWidth > 0;"
+                )
+            )
             browser.save_screenshot(os.path.join(shots, "serve_page.png"))
         finally:
             browser.quit()

@@ -6,20 +6,22 @@ from d2_instseg.engine import Trainer, build_evaluator_for_dataset
 
 from ...conftest import shapes_cfg
 
-ITERS = 200
+ITERS = 300
 
 
 def test_cpnet_learns_shapes(one_thread, tiny_train, tmp_path):
-    """200 iterations of the shapes config's recipe (SGD lr 0.05, momentum 0.9, weight decay 1e-4,
+    """300 iterations of the shapes config's recipe (SGD lr 0.05, momentum 0.9, weight decay 1e-4,
     poly; no warm-up in so short a run) at batch 8 on shapes_sem_seg_train (400 images) without
     scale / flip augmentation, then SemSegEvaluator on the 24 held-out images of
     shapes_sem_seg_tiny_val at their original sizes (96-160 px per side, not the 128 crop:
     sliding-window inference).
 
     Threshold: the mean IoU of the three shape classes >= 5. Predicting background everywhere scores
-    0 there (and mIoU ~20, all of it background); this run measured circle 13.8, square 12.9,
-    triangle 0.0 (mean 8.9, mIoU 26.7). On the 64 tiny training images instead, 120 iterations
-    memorised them (mIoU 46.7 on those images) and learnt little that held out (22.9).
+    0 there (and mIoU ~20, all of it background); this run measured circle 19.2, square 11.9,
+    triangle 0.0 (mean 10.4, mIoU 28.5). 200 iterations were too few to leave a margin: 10.3, 4.3
+    and 0.0 (mean 4.9) with this venv's packages, 8.9 with an earlier one. On the 64 tiny training
+    images instead, 120 iterations memorised them (mIoU 46.7 on those images) and learnt little
+    that held out (22.9).
     """
     cfg = shapes_cfg(
         "configs/shapes/cpnet.yaml",
