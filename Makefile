@@ -18,7 +18,7 @@ demo-irnet: venv
 	$(PY) tools/irnet_pipeline.py --config-file configs/shapes/irnet.yaml OUTPUT_DIR output/irnet
 
 test: venv
-	$(PY) -m pytest tests -q --durations=15
+	$(PY) -m pytest tests -q --durations=30
 
 # ruff (settings in pyproject.toml): lint + import order, and the formatting at 100 columns
 lint: venv
