@@ -32,11 +32,10 @@ class UnsafeWeightsError(RuntimeError):
 
 def unsafe_weights(filename: str, why: str) -> UnsafeWeightsError:
     """The error for a file that is refused, saying how to convert it if one trusts it."""
-    local = filename
-    get = ""
-    if "://" in resolve_url(filename):  # a model-zoo URL: fetched first, converted locally
-        local = os.path.basename(urlparse(resolve_url(filename)).path)
-        get = f"download {resolve_url(filename)} and "
+    url = resolve_url(filename)
+    local, get = filename, ""
+    if "://" in url:  # a model-zoo URL: fetched first, converted locally
+        local, get = os.path.basename(urlparse(url).path), f"download {url} and "
     stem = os.path.splitext(local)[0]
     return UnsafeWeightsError(
         f"Refusing to load {filename}: {why}, and unpickling it could run any code. If you trust "
