@@ -101,3 +101,15 @@ def test_detect_instances_segments_classes_and_small_score_zero():
     assert len(inst) == 4 and all(d["category"] == 2 for d in inst)
     found = sorted((int(d["mask"].sum()), round(d["score"], 3)) for d in inst)
     assert found == [(1, 0.0), (9, 0.6), (9, 0.9), (16, 0.8)]
+
+
+def test_detect_instances_splits_regions_touching_at_a_corner():
+    """Two 2x2 squares of the same channel sharing only the corner between (1, 1) and (2, 2): the
+    authors' synthesis labels 4-connected components, so they are two instances (8-connectivity
+    would merge them into one of 8 pixels)."""
+    scores = torch.zeros(1, 6, 6)
+    scores[0, 0:2, 0:2] = 0.9
+    scores[0, 2:4, 2:4] = 0.8
+    inst = detect_instances(scores, [0], 1, bg_thresh=0.25, min_area_frac=0.0)
+    found = sorted((int(d["mask"].sum()), round(d["score"], 3)) for d in inst)
+    assert found == [(4, 0.8), (4, 0.9)]

@@ -38,25 +38,21 @@ def search_directions(radius: int) -> Tuple[Tuple[int, int], ...]:
     return tuple(dirs)
 
 
-def _point_segment_distance(py: np.ndarray, px: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """Euclidean distance of points (py, px) to the segment from (0, 0) to (dy, dx)."""
-    t = np.clip((py * dy + px * dx) / float(dy * dy + dx * dx), 0.0, 1.0)
-    return np.hypot(py - t * dy, px - t * dx)
-
-
 @lru_cache(maxsize=None)
 def path_offsets(radius: int) -> Tuple[Tuple[Tuple[int, int], ...], ...]:
-    """For each direction of :func:`search_directions`, the pixels (oy, ox) (relative to the source)
-    whose distance to the segment source -> partner is < 1: the path Pi(i -> j), both ends
-    included."""
+    """For each direction (dy, dx) of :func:`search_directions`, the path Pi(i -> j): the pixels
+    (oy, ox) (relative to the source) of the segment's bounding box whose distance to the line
+    through it is < 1, both ends included. The test is the authors' exact integer one,
+    (dy * ox - dx * oy)^2 < dy^2 + dx^2, so pixels at distance exactly 1 (e.g. (1, 3) and (2, 1)
+    for direction (3, 4)) are left out, as in their code; a float distance would keep some."""
     paths = []
     for dy, dx in search_directions(radius):
         ys, xs = np.meshgrid(
-            np.arange(min(0, dy) - 1, max(0, dy) + 2),
-            np.arange(min(0, dx) - 1, max(0, dx) + 2),
+            np.arange(min(0, dy), max(0, dy) + 1),
+            np.arange(min(0, dx), max(0, dx) + 1),
             indexing="ij",
         )
-        keep = _point_segment_distance(ys, xs, dy, dx) < 1.0
+        keep = (dy * xs - dx * ys) ** 2 < dy * dy + dx * dx
         paths.append(tuple(zip(ys[keep].tolist(), xs[keep].tolist())))
     return tuple(paths)
 

@@ -41,6 +41,18 @@ def test_path_offsets_hand_listed():
     assert set(paths3[(2, 0)]) == {(0, 0), (1, 0), (2, 0)}
 
 
+def test_path_offsets_radius_10_exact_integer_test():
+    """Direction (3, 4) at the training radius 10, listed by hand with the authors' test
+    (3 * ox - 4 * oy)^2 < 25 over the box oy in 0..3, ox in 0..4: rows 0: ox 0-1; 1: ox 0-2;
+    2: ox 2-4; 3: ox 3-4 (10 pixels). (1, 3) and (2, 1) are at distance exactly 1
+    ((3 * 3 - 4)^2 = (3 - 8)^2 = 25) and are not on the path; (4, 3) is the mirror image."""
+    paths = dict(zip(search_directions(10), path_offsets(10)))
+    expected = {(0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (2, 2), (2, 3), (2, 4), (3, 3), (3, 4)}
+    assert set(paths[(3, 4)]) == expected
+    assert set(paths[(4, 3)]) == {(x, y) for y, x in expected}
+    assert set(paths[(3, -4)]) == {(y, -x) for y, x in expected}
+
+
 def test_pair_labels_tiny_map():
     """r=2 on a 3x4 map: source region is rows 0..1, map cols 1..2 (h=2, w=2).
     src (0,1)=0:   ->(0,2)=1 neg, ->(1,0)=0 bg-pos, ->(1,1)=255 -, ->(1,2)=1 neg
