@@ -21,6 +21,7 @@ RANKS = {
     "engine": 4,
     "irnet": 5,
     "serve": 5,
+    "autoconfig": 5,
     "": 6,  # d2_instseg/__init__.py and d2_instseg/config.py: the facade
 }
 # modeling/ files that every method folder may use

@@ -3,6 +3,7 @@ layer's config keys."""
 
 from . import config  # noqa: F401  (registers the data layer's config part)
 from .dataset_mappers import MAPPER_REGISTRY, build_mapper
+from .fingerprint import compute_fingerprint, fingerprint
 from .datasets import (
     ShapesSpec,
     register_all_shapes,
@@ -19,6 +20,8 @@ __all__ = [
     "MAPPER_REGISTRY",
     "ShapesSpec",
     "build_mapper",
+    "compute_fingerprint",
+    "fingerprint",
     "register_shapes",
     "register_user_dataset",
     "register_user_datasets",

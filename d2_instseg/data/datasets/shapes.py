@@ -11,6 +11,9 @@ name                       images      use
 ``shapes_val``             100         evaluation, instances
 ``shapes_tiny_train``      64          unit tests
 ``shapes_tiny_val``        24          unit tests
+``shapes_dense_train``     300         the second geometry: 256-384 px, 15-40 small shapes,
+                                       many touching (``DENSE``), instances and image labels
+``shapes_dense_val``       80          its evaluation split
 ``shapes_sem_seg_<split>`` same        the same images, semantic labels (evaluator ``sem_seg``)
 =========================  ==========  ========================================================
 
@@ -110,6 +113,25 @@ BUILTIN_SPLITS = {
     "tiny_train": ShapesSpec(num_images=64, seed=2),
     "tiny_val": ShapesSpec(num_images=24, seed=3),
 }
+# The second geometry (generality is measured, not assumed): 256-384 px images with 15-40 small
+# shapes (radius 1.5-5% of the short side: about 6-30 px as sqrt(area)) of 1-2 classes each, half
+# of them placed against an earlier shape (touching, as in crowded scenes).
+DENSE = dict(
+    min_side=256,
+    max_side=384,
+    min_shapes=15,
+    max_shapes=40,
+    min_shape_frac=0.015,
+    max_shape_frac=0.05,
+    max_classes=2,
+    cluster_prob=0.5,
+)
+BUILTIN_SPLITS.update(
+    {
+        "dense_train": ShapesSpec(num_images=300, seed=10, **DENSE),
+        "dense_val": ShapesSpec(num_images=80, seed=11, **DENSE),
+    }
+)
 
 
 def register_all_shapes() -> None:

@@ -47,6 +47,12 @@ class ShapesSpec:
     max_shapes: int = 4
     min_shape_frac: float = 0.15  # shape "radius" as a fraction of min(H, W)
     max_shape_frac: float = 0.32
+    # Classes an image draws its shapes from: a random subset of 1..max_classes of the 3 (3: any
+    # shape anywhere), so that image-level labels stay informative when images hold many shapes.
+    max_classes: int = 3
+    # Probability that a shape is placed against an earlier one (centre one summed radius away,
+    # in a random direction) instead of uniformly: touching instances, as in crowded scenes.
+    cluster_prob: float = 0.0
 
     def __post_init__(self):
         if self.num_images <= 0:
@@ -57,6 +63,10 @@ class ShapesSpec:
             raise ValueError(f"ShapesSpec needs 1 <= min_shapes <= max_shapes, got {self}")
         if not 0 < self.min_shape_frac <= self.max_shape_frac < 0.5:
             raise ValueError(f"ShapesSpec needs 0 < min_shape_frac <= max_shape_frac < 0.5: {self}")
+        if not 1 <= self.max_classes <= len(CATEGORIES):
+            raise ValueError(f"ShapesSpec needs 1 <= max_classes <= {len(CATEGORIES)}: {self}")
+        if not 0 <= self.cluster_prob <= 1:
+            raise ValueError(f"ShapesSpec needs 0 <= cluster_prob <= 1: {self}")
 
     def folder_name(self, split: str) -> str:
         digest = hashlib.sha1(repr(dataclasses.astuple(self)).encode()).hexdigest()[:8]
@@ -90,10 +100,16 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.asarray(img, dtype=np.float32)
 
 
-def _shape_mask(rng, cat_id: int, h: int, w: int, spec: ShapesSpec) -> np.ndarray:
-    """Full (unoccluded) bool mask (H, W) of one randomly placed, sized and rotated shape."""
+def _shape_mask(rng, cat_id: int, h: int, w: int, spec: ShapesSpec, near=None) -> np.ndarray:
+    """Full (unoccluded) bool mask (H, W) of one randomly placed, sized and rotated shape; with
+    ``near`` = (cy, cx, r) of an earlier shape, its centre is r + its own radius from that one."""
     r = rng.uniform(spec.min_shape_frac, spec.max_shape_frac) * min(h, w)
-    cx, cy = rng.uniform(r * 0.5, w - r * 0.5), rng.uniform(r * 0.5, h - r * 0.5)
+    if near is None:
+        cx, cy = rng.uniform(r * 0.5, w - r * 0.5), rng.uniform(r * 0.5, h - r * 0.5)
+    else:
+        angle = rng.uniform(0, 2 * np.pi)
+        cy = float(np.clip(near[0] + (near[2] + r) * np.sin(angle), r * 0.5, h - r * 0.5))
+        cx = float(np.clip(near[1] + (near[2] + r) * np.cos(angle), r * 0.5, w - r * 0.5))
     theta = rng.uniform(0, 2 * np.pi)
     canvas = np.zeros((h, w), np.uint8)
     if cat_id == 1:
@@ -103,7 +119,7 @@ def _shape_mask(rng, cat_id: int, h: int, w: int, spec: ShapesSpec) -> np.ndarra
         angles = theta + 2 * np.pi * np.arange(n) / n
         pts = np.stack([cx + r * np.cos(angles), cy + r * np.sin(angles)], axis=1)
         cv2.fillPoly(canvas, [np.round(pts).astype(np.int32)], 1)
-    return canvas.astype(bool)
+    return canvas.astype(bool), (cy, cx, r)
 
 
 def _distinct_colour(rng, background: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -132,24 +148,37 @@ def draw_image(spec: ShapesSpec, index: int) -> Tuple[np.ndarray, List[Tuple[int
     w = int(rng.integers(spec.min_side, spec.max_side + 1))
     background = _background(rng, h, w)
     image = background.copy()
+    classes = np.arange(1, len(CATEGORIES) + 1)
+    if spec.max_classes < len(CATEGORIES):
+        classes = rng.choice(classes, int(rng.integers(1, spec.max_classes + 1)), replace=False)
     cats: List[int] = []
-    full: List[np.ndarray] = []
-    visible: List[np.ndarray] = []
+    full_area: List[int] = []
+    placed: List[Tuple[float, float, float]] = []
+    owner = np.zeros((h, w), np.int32)  # 1 + index of the shape that shows at each pixel, 0: none
     for _ in range(int(rng.integers(spec.min_shapes, spec.max_shapes + 1))):
         for _attempt in range(10):
-            cat = int(rng.integers(1, 4))
-            mask = _shape_mask(rng, cat, h, w, spec)
-            remaining = [v & ~mask for v in visible]
+            subset = spec.max_classes < len(CATEGORIES)
+            cat = int(rng.choice(classes)) if subset else int(rng.integers(1, 4))
+            near = None
+            if spec.cluster_prob > 0 and placed and rng.uniform() < spec.cluster_prob:
+                near = placed[int(rng.integers(len(placed)))]
+            mask, where = _shape_mask(rng, cat, h, w, spec, near)
+            # pixels each earlier shape would keep: its visible area minus what the new one covers
+            covered = np.bincount(owner[mask], minlength=len(cats) + 1)[1:]
+            visible_now = np.bincount(owner.ravel(), minlength=len(cats) + 1)[1:]
+            remaining = visible_now - covered
             if mask.sum() >= 16 and all(
-                r.sum() >= _MIN_VISIBLE_FRACTION * f.sum() for r, f in zip(remaining, full)
+                r >= _MIN_VISIBLE_FRACTION * f for r, f in zip(remaining, full_area)
             ):
                 break
         else:
             continue  # no placement keeps the earlier shapes visible enough: draw fewer shapes
         image[mask] = _distinct_colour(rng, background, mask)
         cats.append(cat)
-        full.append(mask)
-        visible = remaining + [mask]
+        full_area.append(int(mask.sum()))
+        placed.append(where)
+        owner[mask] = len(cats)
+    visible = [owner == k + 1 for k in range(len(cats))]
     image += rng.normal(0, 4, size=image.shape)  # sensor noise over shapes too
     image = np.clip(np.round(image), 0, 255).astype(np.uint8)
     return image, list(zip(cats, visible))

@@ -32,6 +32,10 @@ def add_spatial_embed_config(cfg: CN) -> None:
     # reference's coordinate pitch (y in [0, 1] over 1024 rows); offsets e - xy are tanh-bounded to
     # +-1 unit, and sigma bias 1 at init is a margin of ~0.0048 units (~5 px).
     node.PIXELS_PER_UNIT = 1023.0
+    # Initial bias of the sigma channels: bandwidth exp(10 s) = 1 / (2 sigma^2), so 1 is the
+    # reference's starting margin sigma = 0.0048 units (4.9 px at 1023 px per unit). With fewer
+    # pixels per unit, keep the margin a fraction of an object (tools/configure.py derives it).
+    node.SIGMA_BIAS_INIT = 1.0
     # Center of attraction C_k: pixel centroid of the instance (True, released default) or the mean
     # of its predicted embeddings (False).
     node.TO_CENTER = True
@@ -64,6 +68,7 @@ def check_spatial_embed_config(cfg: CN) -> None:
             ("DECODER_WIDTHS", all_at_least(1)),
             ("DECODER_BLOCKS", at_least(0)),
             ("PIXELS_PER_UNIT", greater_than(0)),
+            ("SIGMA_BIAS_INIT", greater_than(0)),
             ("INSTANCE_LOSS_WEIGHT", at_least(0)),
             ("VARIANCE_LOSS_WEIGHT", at_least(0)),
             ("SEED_LOSS_WEIGHT", at_least(0)),

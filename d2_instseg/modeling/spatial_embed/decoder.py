@@ -46,6 +46,7 @@ class SpatialEmbedDecoder(nn.Module):
         n_sigma: int,
         widths: Sequence[int] = (64, 16),
         blocks_per_stage: int = 2,
+        sigma_bias: float = 1.0,
     ):
         """
         Args:
@@ -55,6 +56,7 @@ class SpatialEmbedDecoder(nn.Module):
             n_sigma: S, 1 (circular) or 2 (elliptical margin).
             widths: channels after each 2x upsampler; the stride must be 2^(len(widths) + 1).
             blocks_per_stage: non_bottleneck_1d blocks after each upsampler.
+            sigma_bias: initial bias s of the sigma channels (margin 1 / sqrt(2 exp(10 s))).
         """
         super().__init__()
         if input_shape.stride != 2 ** (len(widths) + 1):
@@ -67,11 +69,12 @@ class SpatialEmbedDecoder(nn.Module):
         self.n_sigma = n_sigma
         self.embed_branch = _branch(input_shape.channels, widths, blocks_per_stage, 2 + n_sigma)
         self.seed_branch = _branch(input_shape.channels, widths, blocks_per_stage, num_classes)
-        # Reference init: zero offsets and a narrow margin (sigma bias 1 -> exp(10) -> ~5 px).
+        # Reference init: zero offsets and a narrow margin (sigma bias 1 -> exp(10) -> ~5 px at
+        # 1023 px per unit; SIGMA_BIAS_INIT sets it for other scales).
         out = self.embed_branch[-1]
         nn.init.zeros_(out.weight)
         nn.init.zeros_(out.bias[:2])
-        nn.init.ones_(out.bias[2:])
+        nn.init.constant_(out.bias[2:], sigma_bias)
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
@@ -84,6 +87,7 @@ class SpatialEmbedDecoder(nn.Module):
             "n_sigma": node.N_SIGMA,
             "widths": node.DECODER_WIDTHS,
             "blocks_per_stage": node.DECODER_BLOCKS,
+            "sigma_bias": node.SIGMA_BIAS_INIT,
         }
 
     def forward(self, features: Dict[str, torch.Tensor]) -> torch.Tensor:

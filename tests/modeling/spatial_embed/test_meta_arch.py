@@ -19,14 +19,19 @@ def _model(*opts):
 
 def test_erfnet_shapes_and_output_init():
     """ERFNet: stride 8, widths[2] channels. Decoder outputs at full (padded) resolution with
-    2 + S + C channels; at init the offsets are 0 (weights and bias 0) and sigma is 1 (bias 1)."""
+    2 + S + C channels; at init the offsets are 0 (weights and bias 0) and sigma is the config's
+    SIGMA_BIAS_INIT (the reference's 1 unless set; 0.6281 in the shapes config)."""
     enc = ERFNetEncoder(widths=(16, 32, 64), num_stage2_blocks=1, stage3_repeats=1)
     assert enc(torch.zeros(1, 3, 40, 56))["erf3"].shape == (1, 64, 5, 7)
     model = _model("MODEL.SPATIAL_EMBED.N_SIGMA", "2").eval()
     with torch.no_grad():
         out = model.decoder(model.backbone(torch.randn(2, 3, 64, 72)))
     assert out.shape == (2, 2 + 2 + 3, 64, 72)
-    assert torch.all(out[:, :2] == 0) and torch.all(out[:, 2:4] == 1)
+    assert torch.all(out[:, :2] == 0) and torch.allclose(out[:, 2:4], torch.tensor(0.6281))
+    model = _model("MODEL.SPATIAL_EMBED.SIGMA_BIAS_INIT", "1.0").eval()
+    with torch.no_grad():
+        out = model.decoder(model.backbone(torch.randn(1, 3, 64, 72)))
+    assert torch.all(out[:, 2] == 1)
 
 
 def test_invalid_keys_raise():

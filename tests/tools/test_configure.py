@@ -1,0 +1,103 @@
+"""tools/configure.py: the YAML it writes trains unchanged with tools/train_net.py; the schedule
+fractions; the errors it gives."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+from detectron2.config import get_cfg
+
+from d2_instseg import add_d2_instseg_config
+from d2_instseg.autoconfig.schedule import schedule_keys
+
+from ..conftest import REPO
+
+sys.path.insert(0, f"{REPO}/tools")
+import configure  # noqa: E402
+
+
+def _load(path):
+    cfg = get_cfg()
+    add_d2_instseg_config(cfg)
+    cfg.merge_from_file(str(path))
+    return cfg
+
+
+def test_configure_then_train_net_trains_it_unchanged(tmp_path):
+    out, run_dir = tmp_path / "se_tiny.yaml", tmp_path / "run"
+    argv = [
+        "--dataset", "shapes_tiny_train", "--test-dataset", "shapes_tiny_val",
+        "--method", "spatial_embeddings", "--max-iter", "3", "-o", str(out),
+        "--output-dir", str(run_dir),
+    ]  # fmt: skip
+    assert configure.main(argv) == 0
+    text = out.read_text()
+    # every derived key carries its reason
+    for line in text.splitlines():
+        if ":" in line and not line.strip().startswith("#") and not line.endswith(":"):
+            assert "  # " in line or line.startswith("_BASE_"), line
+    cfg = _load(out)
+    rows = cfg.INPUT.MIN_SIZE_TEST
+    assert f"PIXELS_PER_UNIT: {rows - 1.0}  # 1 unit = the input's {rows} rows" in text
+    assert cfg.DATASETS.TRAIN == ("shapes_tiny_train",) and cfg.SOLVER.MAX_ITER == 3
+    assert cfg.MODEL.SPATIAL_EMBED.NUM_CLASSES == 3
+    proc = subprocess.run(
+        [sys.executable, "tools/train_net.py", "--config-file", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (run_dir / "model_final.pth").is_file()
+    assert "bbox" in (run_dir / "results.json").read_text()  # the evaluation ran (3 its: no masks)
+
+
+def test_minutes_give_iterations_from_a_measured_iteration_time(tmp_path):
+    out = tmp_path / "mrcnn.yaml"
+    argv = [
+        "--dataset", "shapes_tiny_train", "--method", "mask_rcnn", "--minutes", "0.2",
+        "-o", str(out), "--output-dir", str(tmp_path / "run"),
+    ]  # fmt: skip
+    assert configure.main(argv) == 0
+    line = next(ln for ln in out.read_text().splitlines() if "MAX_ITER" in ln)
+    # "MAX_ITER: N  # 0.2 min / S s per iteration measured here": N = floor(12 s / S)
+    seconds = float(line.split("/ ")[1].split(" s per")[0])
+    assert int(line.split(":")[1].split("#")[0]) == max(1, int(12 / seconds))
+    sizes = yaml.safe_load(out.read_text())["MODEL"]["ANCHOR_GENERATOR"]["SIZES"]
+    assert sizes == [[sizes[0][0] * 2**i] for i in range(5)] and sizes[0][0] >= 8
+
+
+def test_schedule_keeps_the_base_fractions():
+    cfg = get_cfg()
+    cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS, cfg.SOLVER.WARMUP_ITERS = 600, (450, 550), 100
+    cfg.SOLVER.CHECKPOINT_PERIOD = 200
+    v = {d.key: d.value for d in schedule_keys(cfg, 300, "test")}
+    assert v == {
+        "SOLVER.MAX_ITER": 300,
+        "SOLVER.STEPS": (225, 275),
+        "SOLVER.WARMUP_ITERS": 50,
+        "SOLVER.CHECKPOINT_PERIOD": 100,
+    }
+
+
+def test_irnet_writes_its_mask_rcnn_config_beside_it(tmp_path):
+    out = tmp_path / "irnet_tiny.yaml"
+    argv = ["--dataset", "shapes_tiny_train", "--method", "irnet", "-o", str(out)]
+    assert configure.main(argv) == 0
+    cfg = _load(out)
+    assert cfg.MODEL.IRNET.PIPELINE.MASK_RCNN_CONFIG == str(tmp_path / "irnet_tiny_mask_rcnn.yaml")
+    assert (
+        _load(tmp_path / "irnet_tiny_mask_rcnn.yaml").MODEL.META_ARCHITECTURE == "GeneralizedRCNN"
+    )
+    assert cfg.MODEL.IRNET.IRN.RADIUS == 3  # 10 x 35 / 110 px on shapes
+
+
+def test_errors_name_the_problem(tmp_path):
+    with pytest.raises(SystemExit, match="not registered"):
+        configure.main(["--dataset", "nope", "--method", "cpnet", "-o", str(tmp_path / "a.yaml")])
+    with pytest.raises(SystemExit, match="no stuff_classes"):
+        configure.main(
+            ["--dataset", "shapes_tiny_train", "--method", "cpnet", "-o", str(tmp_path / "b.yaml")]
+        )

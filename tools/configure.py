@@ -1,0 +1,190 @@
+#!/usr/bin/env python
+"""Configure a method for a dataset from the dataset's fingerprint: every pixel-valued setting is
+derived by the method's scaling rule (docs/autoconfig.md), the class count comes from the data and
+the schedule from a time budget measured on this machine.
+
+    python tools/configure.py --dataset mine_train:mine/train.json:mine/images \\
+        --test-dataset mine_val:mine/val.json:mine/images --method centermask --minutes 20 \\
+        -o my.yaml
+    python tools/train_net.py --config-file my.yaml \\
+        --dataset mine_train:mine/train.json:mine/images \\
+        --dataset mine_val:mine/val.json:mine/images
+    python tools/configure.py --dataset shapes_dense_train --fingerprint-only   # just measure
+
+``--dataset`` takes a registered name or NAME:JSON:IMAGE_DIR (COCO instances). The written YAML
+inherits the method's base config (``--device cpu``: the 2-core architecture of configs/shapes/;
+``cuda``: the paper config) and comments every key with its reason and the figure it came from.
+"""
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import sys
+import tempfile
+
+from detectron2.config import get_cfg
+from detectron2.data import MetadataCatalog
+
+import d2_instseg  # noqa: F401  (registers models and datasets)
+from d2_instseg import add_d2_instseg_config
+from d2_instseg.autoconfig import METHODS, SEMANTIC, DataStats, Derived, derive
+from d2_instseg.autoconfig.schedule import measure_iteration_time, schedule_keys
+from d2_instseg.autoconfig.write import config_text, relative_base
+from d2_instseg.data import register_user_dataset
+from d2_instseg.data.fingerprint import fingerprint
+
+
+def _dataset(spec: str) -> str:
+    """Register NAME:JSON:IMAGES (or check a registered NAME) and return the name."""
+    from detectron2.data import DatasetCatalog
+
+    if ":" in spec:
+        return register_user_dataset(spec)
+    if spec not in DatasetCatalog.list():
+        raise SystemExit(f"--dataset {spec!r} is not registered; pass NAME:JSON:IMAGE_DIR")
+    return spec
+
+
+def _base_path(method: str, device: str) -> str:
+    base = METHODS[method][0 if device == "cpu" else 1]
+    if base.startswith("detectron2://"):
+        from detectron2 import model_zoo
+
+        return model_zoo.get_config_file(base[len("detectron2://") :])
+    return base
+
+
+def _load(path: str):
+    cfg = get_cfg()
+    add_d2_instseg_config(cfg)
+    cfg.merge_from_file(path)
+    return cfg
+
+
+def _num_classes(method: str, name: str, fp: dict) -> int:
+    meta = MetadataCatalog.get(name)
+    if method in SEMANTIC:
+        if not meta.get("stuff_classes"):
+            raise SystemExit(
+                f"{method} trains on semantic labels, but {name!r} has no stuff_classes in its "
+                "metadata: register a semantic segmentation dataset (sem_seg_file_name per image)"
+            )
+        return len(meta.stuff_classes)
+    return fp["num_classes"]
+
+
+def _header(args, fp: dict) -> list:
+    size, short = fp["instance_size"], fp["image_short_side"]
+    per = fp["instances_per_image"]
+    lines = [
+        f"Written by tools/configure.py --dataset {args.dataset} --method {args.method} "
+        f"--device {args.device} on {datetime.date.today()}; the rules: docs/autoconfig.md.",
+        f"Fingerprint of {fp['dataset']}: {fp['num_images']} images, short side p50 "
+        f"{short['p50']:g} px (p5 {short['p5']:g}, p95 {short['p95']:g}),",
+    ]
+    if size:
+        lines.append(
+            f"instances sqrt(area) p5 / p50 / p95 {size['p5']:g} / {size['p50']:g} / "
+            f"{size['p95']:g} px, {per['mean']:g} per image (max {per['max']}), "
+            f"{100 * fp['touching_share']:.0f}% touching another."
+        )
+    return lines
+
+
+def _mask_rcnn_path(output: str) -> str:
+    stem = os.path.splitext(os.path.basename(output))[0]
+    return os.path.join(os.path.dirname(output), f"{stem}_mask_rcnn.yaml")
+
+
+def build_config(args) -> str:
+    """The YAML text for ``args`` (writes nothing)."""
+    train = _dataset(args.dataset)
+    test = _dataset(args.test_dataset) if args.test_dataset else None
+    fp = fingerprint(train)
+    stats = DataStats.from_fingerprint(fp)
+    try:
+        derived = derive(args.method, stats)
+    except ValueError as e:
+        raise SystemExit(str(e)) from e
+    base = _base_path(args.method, args.device)
+    stem = os.path.splitext(os.path.basename(args.output))[0]
+    derived = [
+        Derived("MODEL.DEVICE", args.device, "--device"),
+        Derived(
+            METHODS[args.method][2], _num_classes(args.method, train, fp), f"classes of {train}"
+        ),
+        Derived("DATASETS.TRAIN", (train,), "--dataset"),
+        Derived(
+            "DATASETS.TEST", (test,) if test else (), "--test-dataset" if test else "none given"
+        ),
+        Derived("OUTPUT_DIR", args.output_dir or os.path.join("output", stem), "where to train"),
+    ] + derived
+    if args.method == "irnet":
+        derived.append(
+            Derived(
+                "MODEL.IRNET.PIPELINE.MASK_RCNN_CONFIG",
+                _mask_rcnn_path(args.output),
+                "Mask R-CNN for the pseudo labels, configured for the same data beside this file",
+            )
+        )
+        derived.append(Derived("MODEL.IRNET.PIPELINE.GT_DATASET", "", "the training set's own"))
+    base_cfg = _load(base)
+    if args.max_iter and args.method != "irnet":
+        derived += schedule_keys(base_cfg, args.max_iter, "--max-iter")
+    elif args.minutes and args.method != "irnet":
+        derived += _timed_schedule(args, base, base_cfg, derived)
+    return config_text(relative_base(base, args.output), derived, _header(args, fp))
+
+
+def _timed_schedule(args, base: str, base_cfg, derived) -> list:
+    """Iterations that fit ``args.minutes``, from the iteration time of the derived config."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "timing.yaml")
+        with open(path, "w") as f:
+            f.write(config_text(os.path.abspath(base), derived, []))
+        cfg = _load(path)
+    seconds = measure_iteration_time(cfg)
+    iterations = max(1, int(args.minutes * 60 / seconds))
+    why = f"{args.minutes:g} min / {seconds:.2f} s per iteration measured here"
+    return schedule_keys(base_cfg, iterations, why)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", required=True, help="training set: NAME or NAME:JSON:IMAGES")
+    parser.add_argument("--test-dataset", help="evaluation set: NAME or NAME:JSON:IMAGES")
+    parser.add_argument("--method", choices=sorted(METHODS))
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, help="training time budget on this machine")
+    budget.add_argument("--max-iter", type=int, help="iterations (instead of --minutes)")
+    parser.add_argument("--fingerprint-only", action="store_true", help="print it and exit")
+    parser.add_argument("-o", "--output", help="the YAML to write")
+    parser.add_argument("--output-dir", help="its OUTPUT_DIR (default output/<YAML name>)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    if args.fingerprint_only:
+        print(json.dumps(fingerprint(_dataset(args.dataset)), indent=1))
+        return 0
+    if not (args.method and args.output):
+        parser.error("--method and -o/--output are required (or --fingerprint-only)")
+    outputs = [(args, args.output)]
+    if args.method == "irnet":  # step 5's Mask R-CNN, on the same data
+        mrcnn = argparse.Namespace(**vars(args))
+        mrcnn.method, mrcnn.output = "mask_rcnn", _mask_rcnn_path(args.output)
+        stem = os.path.splitext(os.path.basename(args.output))[0]
+        mrcnn.output_dir = os.path.join(args.output_dir or os.path.join("output", stem), "maskrcnn")
+        outputs.append((mrcnn, mrcnn.output))
+    for job, path in outputs:
+        text = build_config(job)
+        with open(path, "w") as f:
+            f.write(text)
+        print(text, end="")
+        print(f"Wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
