@@ -9,6 +9,7 @@ setup(
     install_requires=[
         "fvcore",
         "pycocotools",
+        "faster-coco-eval",
         "opencv-python-headless",
         "tqdm",
         "matplotlib",

@@ -17,7 +17,7 @@ from detectron2.data import (
 )
 from detectron2.engine import DefaultTrainer
 from detectron2.engine import defaults as d2_defaults
-from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, SemSegEvaluator
+from detectron2.evaluation import DatasetEvaluators, SemSegEvaluator
 from detectron2.projects.deeplab import build_lr_scheduler as build_lr_scheduler_with_poly
 from detectron2.solver import get_default_optimizer_params
 from detectron2.solver.build import maybe_add_gradient_clipping
@@ -29,6 +29,7 @@ from ..evaluation.cityscapes import (
     CityscapesInstanceEvaluatorNumPy2,
     CityscapesSemSegEvaluatorNumPy2,
 )
+from ..evaluation.coco import FastCOCOEvaluator
 from ..utils.config_registry import check_d2_instseg_config
 from .checkpoint import SafeCheckpointer
 from .config import OPTIMIZERS
@@ -67,9 +68,8 @@ def build_evaluator_for_dataset(cfg, dataset_name: str, output_folder: str):
     meta = MetadataCatalog.get(dataset_name)
     evaluator_type = meta.get("evaluator_type", None)
     if evaluator_type == "coco":
-        # use_fast_impl needs detectron2._C, which the pure-Python install does not have.
         DatasetCatalog.get(dataset_name)  # generate / check the data before COCO reads the json
-        return COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=False)
+        return FastCOCOEvaluator(dataset_name, output_dir=output_folder)
     if evaluator_type == "sem_seg":
         return SemSegEvaluator(
             dataset_name, output_dir=output_folder, sem_seg_loading_fn=load_sem_seg_png

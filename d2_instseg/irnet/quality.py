@@ -17,7 +17,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.coco import convert_to_coco_json
 from PIL import Image
 from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
+from faster_coco_eval import COCOeval_faster
 
 from .files import stem
 
@@ -101,7 +101,7 @@ def instance_ap(gt: GroundTruth, results: List[Dict], image_ids: List[int]) -> D
         return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}
     with contextlib.redirect_stdout(io.StringIO()):
         dt = gt.coco.loadRes(json.loads(json.dumps(results)))
-        ev = COCOeval(gt.coco, dt, "segm")
+        ev = COCOeval_faster(gt.coco, dt, "segm")
         ev.params.imgIds = sorted(image_ids)
         ev.evaluate()
         ev.accumulate()
