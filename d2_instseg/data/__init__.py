@@ -3,7 +3,6 @@ layer's config keys."""
 
 from . import config  # noqa: F401  (registers the data layer's config part)
 from .dataset_mappers import MAPPER_REGISTRY, build_mapper
-from .fingerprint import compute_fingerprint, fingerprint
 from .datasets import (
     ShapesSpec,
     register_all_shapes,
@@ -12,6 +11,7 @@ from .datasets import (
     register_user_datasets,
     register_voc2012_seg,
 )
+from .fingerprint import compute_fingerprint, fingerprint
 
 register_all_shapes()
 register_voc2012_seg()

@@ -15,9 +15,9 @@ import numpy as np
 import pycocotools.mask as mask_util
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.coco import convert_to_coco_json
+from faster_coco_eval import COCOeval_faster
 from PIL import Image
 from pycocotools.coco import COCO
-from faster_coco_eval import COCOeval_faster
 
 from .files import stem
 
