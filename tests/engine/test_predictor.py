@@ -107,11 +107,15 @@ def test_fused_predictor_matches_unfused(tmp_path):
 @pytest.mark.parametrize(
     "config, opts",
     [
-        # a score threshold of 0 so that random weights still give instances to compare
-        ("configs/shapes/centermask.yaml", ["MODEL.CENTERMASK.SCORE_THRESH_TEST", 0.0]),
+        # a score threshold of 0 (and, for the shapes configs, the top-100 / 32 px minimum of
+        # before their derived values) so that random weights still give instances to compare
+        (
+            "configs/shapes/centermask.yaml",
+            ["MODEL.CENTERMASK.SCORE_THRESH_TEST", 0.0, "MODEL.CENTERMASK.TOPK_TEST", 100],
+        ),
         ("configs/shapes/centermask_R18_FPN.yaml", ["MODEL.CENTERMASK.SCORE_THRESH_TEST", 0.0]),
         ("configs/shapes/mask_rcnn_R18_FPN.yaml", ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0]),
-        ("configs/shapes/spatial_embeddings.yaml", []),
+        ("configs/shapes/spatial_embeddings.yaml", ["MODEL.SPATIAL_EMBED.MIN_PIXELS", 32]),
         ("configs/shapes/cpnet.yaml", []),
         ("configs/shapes/unet.yaml", []),
     ],
@@ -133,5 +137,5 @@ def test_channels_last_predictor_matches_default_layout(config, opts):
         assert torch.allclose(b.scores, a.scores, atol=1e-4)
         assert torch.allclose(b.pred_boxes.tensor, a.pred_boxes.tensor, atol=1e-2)
         assert (b.pred_masks != a.pred_masks).float().mean() < 1e-3
-    if config.endswith("centermask.yaml"):
+    if config.endswith(("centermask.yaml", "spatial_embeddings.yaml")):
         assert len(plain["instances"]) > 0
