@@ -93,6 +93,12 @@ def _header(args, fp: dict) -> list:
     return lines
 
 
+def _output_dir(args) -> str:
+    """``--output-dir``, else output/<YAML name>."""
+    stem = os.path.splitext(os.path.basename(args.output))[0]
+    return args.output_dir or os.path.join("output", stem)
+
+
 def _mask_rcnn_path(output: str) -> str:
     stem = os.path.splitext(os.path.basename(output))[0]
     return os.path.join(os.path.dirname(output), f"{stem}_mask_rcnn.yaml")
@@ -109,7 +115,6 @@ def build_config(args) -> str:
     except ValueError as e:
         raise SystemExit(str(e)) from e
     base = _base_path(args.method, args.device)
-    stem = os.path.splitext(os.path.basename(args.output))[0]
     derived = [
         Derived("MODEL.DEVICE", args.device, "--device"),
         Derived(
@@ -119,7 +124,7 @@ def build_config(args) -> str:
         Derived(
             "DATASETS.TEST", (test,) if test else (), "--test-dataset" if test else "none given"
         ),
-        Derived("OUTPUT_DIR", args.output_dir or os.path.join("output", stem), "where to train"),
+        Derived("OUTPUT_DIR", _output_dir(args), "where to train"),
     ] + derived
     if args.method == "irnet":
         derived.append(
@@ -174,8 +179,7 @@ def main(argv=None) -> int:
     if args.method == "irnet":  # step 5's Mask R-CNN, on the same data
         mrcnn = argparse.Namespace(**vars(args))
         mrcnn.method, mrcnn.output = "mask_rcnn", _mask_rcnn_path(args.output)
-        stem = os.path.splitext(os.path.basename(args.output))[0]
-        mrcnn.output_dir = os.path.join(args.output_dir or os.path.join("output", stem), "maskrcnn")
+        mrcnn.output_dir = os.path.join(_output_dir(args), "maskrcnn")
         outputs.append((mrcnn, mrcnn.output))
     for job, path in outputs:
         text = build_config(job)
