@@ -93,15 +93,18 @@ def _header(args, fp: dict) -> list:
     return lines
 
 
+def _stem(path: str) -> str:
+    """The YAML's name without folder and extension."""
+    return os.path.splitext(os.path.basename(path))[0]
+
+
 def _output_dir(args) -> str:
     """``--output-dir``, else output/<YAML name>."""
-    stem = os.path.splitext(os.path.basename(args.output))[0]
-    return args.output_dir or os.path.join("output", stem)
+    return args.output_dir or os.path.join("output", _stem(args.output))
 
 
 def _mask_rcnn_path(output: str) -> str:
-    stem = os.path.splitext(os.path.basename(output))[0]
-    return os.path.join(os.path.dirname(output), f"{stem}_mask_rcnn.yaml")
+    return os.path.join(os.path.dirname(output), f"{_stem(output)}_mask_rcnn.yaml")
 
 
 def build_config(args) -> str:
