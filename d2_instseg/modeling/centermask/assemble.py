@@ -12,7 +12,13 @@ from typing import Optional
 import torch
 from torchvision.ops import roi_align
 
-__all__ = ["assemble_masks"]
+__all__ = ["assemble_masks", "saliency_channel"]
+
+
+def saliency_channel(classes: torch.Tensor, class_specific: bool) -> torch.Tensor:
+    """(K,) long channel of the saliency map each object reads: its class with class-specific
+    saliency, else channel 0."""
+    return classes if class_specific else torch.zeros_like(classes)
 
 
 def assemble_masks(

@@ -48,7 +48,7 @@ def patches_at(
         batch_idx[:, None, None], :, ys.clamp(0, h - 1)[:, :, None], xs.clamp(0, w - 1)[:, None, :]
     ]  # (K, 3, 3, F): the advanced indices' dimensions come first
     values = values * inside[..., None].to(values.dtype)
-    return values.permute(0, 3, 1, 2).reshape(len(centers), f * 9)
+    return values.permute(0, 3, 1, 2).reshape(-1, f * 9)
 
 
 def _head(in_channels: int, head_conv: int, out_channels: int) -> nn.Sequential:

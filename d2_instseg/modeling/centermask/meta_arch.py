@@ -1,33 +1,29 @@
 """``CenterMaskPoint``: CenterMask (Wang et al., CVPR 2020, point representation) as a Detectron2
 meta-architecture, shaped like Detectron2's dense detectors: ``preprocess_image`` -> backbone
-(stride-4 feature) -> five heads -> ``forward_training`` (the paper's losses) or
-``forward_inference`` (CenterNet decoding and mask assembly) -> ``centermask_postprocess``.
+(stride-4 feature) -> five heads -> ``forward_training`` (the paper's losses); at inference
+:func:`centermask_inference` runs :meth:`CenterMaskPoint.inference_network` (backbone, dense heads,
+top-K peaks, point heads at the peaks: the part an export traces) and decodes its outputs.
 
 Shape shorthand: N images, C classes, H x W feature map (stride R), K objects, S local shape side.
 """
 
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import torch
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
-from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.structures import ImageList, Instances
 from torch import nn
 
 from ...layers.centernet import centernet_focal_loss
 from ...utils.config_checks import check_backbone_features
 from ...utils.config_registry import check_d2_instseg_config
 from ..preprocess import preprocess_image
-from .assemble import assemble_masks
+from .assemble import assemble_masks, saliency_channel
 from .head import CenterMaskHead
+from .inference import centermask_inference
 from .loss import mask_bce_loss, reg_l1_loss, saliency_bce_loss
-from .postprocess import (
-    center_boxes,
-    centermask_postprocess,
-    clip_to_images,
-    find_centers,
-    mask_grid_size,
-)
+from .postprocess import topk_peaks
 from .targets import centermask_targets, saliency_targets
 
 __all__ = ["CenterMaskPoint"]
@@ -126,6 +122,9 @@ class CenterMaskPoint(nn.Module):
         divisibility = self.backbone.size_divisibility
         return preprocess_image(batched_inputs, self.pixel_mean, self.pixel_std, divisibility)
 
+    # The inference path after the network, shared with exported models (d2_instseg.export).
+    inference = staticmethod(centermask_inference)
+
     def forward(self, batched_inputs: List[Dict]):
         """
         Args:
@@ -136,44 +135,53 @@ class CenterMaskPoint(nn.Module):
             training: dict of weighted losses. Inference: one {"instances": Instances} per image,
             with pred_boxes, scores, pred_classes and pred_masks (bool, at the output size).
         """
+        if not self.training:
+            return self.inference(self.inference_network, batched_inputs, **self.inference_params())
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)[self.in_feature]
+        gt = [x["instances"].to(self.device) for x in batched_inputs]
+        return self.forward_training(features, self.head(features), gt)
+
+    def inference_params(self) -> Dict:
+        """The keyword arguments of :func:`centermask_inference` besides the network and inputs."""
+        return {
+            "pixel_mean": self.pixel_mean,
+            "pixel_std": self.pixel_std,
+            "size_divisibility": self.backbone.size_divisibility,
+            "stride": self.stride,
+            "score_thresh": self.score_thresh_test,
+            "mask_thresh": self.mask_thresh_test,
+            "shape_size": self.head.shape_size,
+            "saliency_class_specific": self.saliency_class_specific,
+        }
+
+    def inference_network(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The network part of inference, traceable with a fixed K = TOPK_TEST: backbone, dense
+        heads, the top-K peaks of each image (no score threshold) and the point heads there.
+
+        Args:
+            images: (N, 3, H, W) normalised, padded to the backbone's size divisibility.
+        Returns:
+            "scores", "classes" (N, K), "centers" (N, K, 2) long (x, y), "offset", "size"
+            (N, K, 2), "shape" (N, K, S, S) local shape logits (with the shape branch) and
+            "saliency" (N, C_s, H / R, W / R) logits (with the saliency branch).
+        """
+        features = self.backbone(images)[self.in_feature]
         outputs = self.head(features)
-        if self.training:
-            gt = [x["instances"].to(self.device) for x in batched_inputs]
-            return self.forward_training(features, outputs, gt)
-        results = self.forward_inference(features, outputs, images.image_sizes)
-        return [
-            {
-                "instances": centermask_postprocess(
-                    result, x.get("height", size[0]), x.get("width", size[1]), self.mask_thresh_test
-                )
-            }
-            for result, x, size in zip(results, batched_inputs, images.image_sizes)
-        ]
-
-    def _saliency_channel(self, classes: torch.Tensor) -> torch.Tensor:
-        return classes if self.saliency_class_specific else torch.zeros_like(classes)
-
-    def _masks(
-        self,
-        saliency: Optional[torch.Tensor],
-        points: Dict[str, torch.Tensor],
-        det: Dict[str, torch.Tensor],
-        rois: torch.Tensor,
-        mask_size: int,
-    ) -> torch.Tensor:
-        """(K, mask_size, mask_size) assembled masks of the objects in ``det`` (batch_idx, classes,
-        boxes) over ``rois``, from the dense saliency and the point heads' local shapes."""
-        return assemble_masks(
-            shape_logits=points.get("shape"),
-            saliency_logits=saliency,
-            saliency_channel=self._saliency_channel(det["classes"]),
-            batch_idx=det["batch_idx"],
-            boxes=det["boxes"],
-            rois=rois,
-            mask_size=mask_size,
-        )
+        n, c, h, w = outputs["heatmap"].shape
+        if self.topk_test > c * h * w:
+            raise ValueError(
+                f"MODEL.CENTERMASK.TOPK_TEST={self.topk_test} exceeds the {c} x {h} x {w} "
+                f"heatmap of a {tuple(images.shape[-2:])} input: use a larger image or fewer peaks"
+            )
+        peaks = topk_peaks(outputs["heatmap"], self.topk_test)
+        k = self.topk_test
+        batch_idx = torch.arange(n, device=features.device)[:, None].expand(n, k).reshape(-1)
+        points = self.head.at_points(features, batch_idx, peaks["centers"].reshape(n * k, 2))
+        peaks.update({name: v.reshape((n, k) + v.shape[1:]) for name, v in points.items()})
+        if "saliency" in outputs:
+            peaks["saliency"] = outputs["saliency"]
+        return peaks
 
     def forward_training(
         self,
@@ -202,7 +210,15 @@ class CenterMaskPoint(nn.Module):
         points = self.head.at_points(features, t["batch_idx"], t["centers"])
         # Masks are assembled on the ground-truth center and size, over the box the S x S target
         # covers.
-        masks = self._masks(outputs.get("saliency"), points, t, t["boxes"], shape_size)
+        masks = assemble_masks(
+            shape_logits=points.get("shape"),
+            saliency_logits=outputs.get("saliency"),
+            saliency_channel=saliency_channel(t["classes"], self.saliency_class_specific),
+            batch_idx=t["batch_idx"],
+            boxes=t["boxes"],
+            rois=t["boxes"],
+            mask_size=shape_size,
+        )
         losses = {
             "loss_heatmap": centernet_focal_loss(heatmap, t["heatmap"]),
             "loss_offset": reg_l1_loss(points["offset"], t["offsets"]),
@@ -219,35 +235,3 @@ class CenterMaskPoint(nn.Module):
             )
             losses["loss_saliency"] = saliency_bce_loss(saliency, target)
         return {k: v * self.loss_weights[k] for k, v in losses.items()}
-
-    def forward_inference(
-        self, features: torch.Tensor, outputs: Dict[str, torch.Tensor], image_sizes
-    ) -> List[Instances]:
-        """Decoded detections per image before post-processing: pred_boxes (clipped to the image)
-        in input pixels, scores, pred_classes and mask_probs (k, R_m, R_m) over each box (pasted and
-        thresholded by :func:`centermask_postprocess`).
-
-        Args:
-            features: (N, F, H, W) the heads' input.
-            outputs: :meth:`CenterMaskHead.forward` of it.
-            image_sizes: (h, w) of each image before padding, input pixels.
-        """
-        det = find_centers(
-            outputs["heatmap"], topk=self.topk_test, score_thresh=self.score_thresh_test
-        )
-        points = self.head.at_points(features, det["batch_idx"], det["centers"])
-        det["boxes"] = center_boxes(det["centers"], points["offset"], points["size"])
-        # The masks are assembled over the clipped box, the box they are pasted into.
-        rois = clip_to_images(det["boxes"], det["batch_idx"], image_sizes, self.stride)
-        mask_size = mask_grid_size(rois, self.head.shape_size)
-        masks = self._masks(outputs.get("saliency"), points, det, rois, mask_size)
-        results = []
-        for i, size in enumerate(image_sizes):
-            sel = det["batch_idx"] == i
-            r = Instances(size)
-            r.pred_boxes = Boxes(rois[sel] * self.stride)
-            r.scores = det["scores"][sel]
-            r.pred_classes = det["classes"][sel]
-            r.mask_probs = masks[sel]
-            results.append(r)
-        return results

@@ -1,6 +1,7 @@
 """CenterMask inference after the heads: CenterNet decoding (peaks -> centers, boxes), the boxes
-clipped to their images, the size of the mask grid, and the detections at the output resolution
-(boxes scaled, masks pasted) as Detectron2's ``detector_postprocess`` returns them.
+clipped to their images, the size of the mask grid, the masks assembled
+(:func:`decode_detections`), and the detections at the output resolution (boxes scaled, masks
+pasted) as Detectron2's ``detector_postprocess`` returns them.
 
 Shape shorthand:
     N: images, C: classes, H x W: feature map, K: objects (all images together),
@@ -10,58 +11,77 @@ Feature coordinates: feature pixel (y, x) covers [x, x + 1) x [y, y + 1), so its
 """
 
 import math
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from detectron2.modeling import detector_postprocess
-from detectron2.structures import Instances
+from detectron2.structures import Boxes, Instances
 
 from ...layers import paste_masks
+from .assemble import assemble_masks, saliency_channel
 
 __all__ = [
     "center_boxes",
     "centermask_postprocess",
     "clip_to_images",
+    "decode_detections",
     "find_centers",
+    "keep_confident",
     "mask_grid_size",
+    "topk_peaks",
 ]
 
 
-def find_centers(
-    heatmap_logits: torch.Tensor, *, topk: int, score_thresh: float
-) -> Dict[str, torch.Tensor]:
-    """CenterNet's peak picking: 3x3 max-pool peaks, top-K over classes and positions of each image,
-    score threshold. No NMS.
+def topk_peaks(heatmap_logits: torch.Tensor, topk: int) -> Dict[str, torch.Tensor]:
+    """CenterNet's peak picking without the score threshold: 3x3 max-pool peaks, then the top-K
+    over classes and positions of each image (a fixed K, so it lives in an exported graph). No NMS.
 
     The top-K over all C * H * W scores equals CenterNet's per-class top-K followed by a top-K over
     the C * K candidates (up to ties).
 
     Args:
         heatmap_logits: (N, C, H, W).
-        topk: K per image (at most C * H * W).
-        score_thresh: minimum sigmoid score kept.
+        topk: K per image; at most C * H * W.
     Returns:
-        dict over the kept detections D of all images: "batch_idx" (D,) long, "scores" (D,),
-        "classes" (D,) long, "centers" (D, 2) long (x, y) peaks.
+        dict of (N, K) tensors: "scores" (sigmoid, descending), "classes" long, and "centers"
+        (N, K, 2) long (x, y) peaks.
     """
     n, c, h, w = heatmap_logits.shape
     heat = torch.sigmoid(heatmap_logits)
     peaks = F.max_pool2d(heat, 3, stride=1, padding=1)
     heat = heat * (peaks == heat)
-    scores, index = heat.reshape(n, -1).topk(min(topk, c * h * w), dim=1)  # (N, K)
-    classes = index // (h * w)
-    ys = (index % (h * w)) // w
-    xs = index % w
-    batch_idx = torch.arange(n, device=heat.device)[:, None].expand_as(index)
-    keep = scores > score_thresh
-    batch_idx, scores, classes, xs, ys = (t[keep] for t in (batch_idx, scores, classes, xs, ys))
-    return {
-        "batch_idx": batch_idx,
-        "scores": scores,
-        "classes": classes,
-        "centers": torch.stack([xs, ys], 1),
-    }
+    scores, index = heat.reshape(n, -1).topk(topk, dim=1)  # (N, K)
+    position = index % (h * w)
+    centers = torch.stack([position % w, position // w], 2)
+    return {"scores": scores, "classes": index // (h * w), "centers": centers}
+
+
+def keep_confident(peaks: Dict[str, torch.Tensor], score_thresh: float) -> Dict[str, torch.Tensor]:
+    """The peaks scoring above ``score_thresh``, of all images together.
+
+    Args:
+        peaks: (N, K, ...) tensors, among them "scores" (N, K) (e.g. :func:`topk_peaks` plus the
+            point heads' outputs at those peaks).
+        score_thresh: minimum score kept.
+    Returns:
+        the same keys over the D kept peaks, (D, ...), grouped by image in the order of K, plus
+        "batch_idx" (D,) long.
+    """
+    keep = peaks["scores"] > score_thresh  # (N, K)
+    n, k = keep.shape
+    batch_idx = torch.arange(n, device=keep.device)[:, None].expand(n, k)
+    return {"batch_idx": batch_idx[keep], **{name: v[keep] for name, v in peaks.items()}}
+
+
+def find_centers(
+    heatmap_logits: torch.Tensor, *, topk: int, score_thresh: float
+) -> Dict[str, torch.Tensor]:
+    """:func:`topk_peaks` (K at most C * H * W) then :func:`keep_confident`: dict over the kept
+    detections D of all images, "batch_idx" (D,) long, "scores" (D,), "classes" (D,) long,
+    "centers" (D, 2) long (x, y) peaks."""
+    n, c, h, w = heatmap_logits.shape
+    return keep_confident(topk_peaks(heatmap_logits, min(topk, c * h * w)), score_thresh)
 
 
 def center_boxes(centers: torch.Tensor, offset: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
@@ -108,6 +128,57 @@ def mask_grid_size(rois: torch.Tensor, shape_size: int) -> int:
     of the (K, 4) ``rois`` (feature pixels), so that cropping the saliency map loses nothing."""
     side = (rois[:, 2:] - rois[:, :2]).max() if len(rois) else rois.new_zeros(())
     return max(shape_size, int(math.ceil(float(side))))
+
+
+def decode_detections(
+    outputs: Dict[str, torch.Tensor],
+    image_sizes: Sequence[Tuple[int, int]],
+    *,
+    stride: int,
+    score_thresh: float,
+    shape_size: int,
+    saliency_class_specific: bool,
+) -> List[Instances]:
+    """The network's outputs at the top-K peaks -> detections per image before post-processing.
+
+    Args:
+        outputs: :meth:`CenterMaskPoint.inference_network`'s dict: "scores", "classes" (N, K),
+            "centers" (N, K, 2) long (x, y), "offset", "size" (N, K, 2), "shape" (N, K, S, S)
+            logits (with the local shape branch), "saliency" (N, C_s, H, W) logits (with the
+            saliency branch).
+        image_sizes: (h, w) of each image before padding, input pixels.
+        stride: input pixels per feature pixel.
+        score_thresh: minimum center score.
+        shape_size: S.
+        saliency_class_specific: objects read the saliency channel of their class (else 0).
+    Returns:
+        per image, Instances with pred_boxes (clipped to the image, input pixels), scores,
+        pred_classes and mask_probs (k, R_m, R_m) over each box, to be pasted and thresholded by
+        :func:`centermask_postprocess`.
+    """
+    det = keep_confident({k: v for k, v in outputs.items() if k != "saliency"}, score_thresh)
+    boxes = center_boxes(det["centers"], det["offset"], det["size"])
+    # The masks are assembled over the clipped box, the box they are pasted into.
+    rois = clip_to_images(boxes, det["batch_idx"], image_sizes, stride)
+    masks = assemble_masks(
+        shape_logits=det.get("shape"),
+        saliency_logits=outputs.get("saliency"),
+        saliency_channel=saliency_channel(det["classes"], saliency_class_specific),
+        batch_idx=det["batch_idx"],
+        boxes=boxes,
+        rois=rois,
+        mask_size=mask_grid_size(rois, shape_size),
+    )
+    results = []
+    for i, size in enumerate(image_sizes):
+        sel = det["batch_idx"] == i
+        r = Instances(size)
+        r.pred_boxes = Boxes(rois[sel] * stride)
+        r.scores = det["scores"][sel]
+        r.pred_classes = det["classes"][sel]
+        r.mask_probs = masks[sel]
+        results.append(r)
+    return results
 
 
 def centermask_postprocess(

@@ -11,23 +11,16 @@ Shape shorthand:
 """
 
 import math
-from typing import List, Tuple
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, SemanticSegmentor
-from detectron2.modeling.postprocessing import sem_seg_postprocess
 
 from ...utils.config_registry import check_d2_instseg_config
 from ..preprocess import normalize_images
-
-
-def window_starts(length: int, window: int, stride: int) -> List[int]:
-    """Start offsets of windows of ``window`` every ``stride`` covering ``[0, length)``; the last
-    window is shifted back to end at ``length`` (one window at 0 when ``length <= window``)."""
-    count = max(math.ceil((length - window) / stride), 0) + 1
-    return [min(i * stride, max(length - window, 0)) for i in range(count)]
+from .inference import cpnet_inference
 
 
 @META_ARCH_REGISTRY.register()
@@ -86,11 +79,31 @@ class CPNetSegmentor(SemanticSegmentor):
         )
         return ret
 
+    # The inference path after the network, shared with exported models (d2_instseg.export).
+    inference = staticmethod(cpnet_inference)
+
     def forward(self, batched_inputs):
         """Training: dict of losses. Inference: ``[{"sem_seg": (K, height, width)}]``."""
         if self.training:
             return self.forward_training(batched_inputs)
-        return [{"sem_seg": self.inference(x)} for x in batched_inputs]
+        return self.inference(self.inference_network, batched_inputs, **self.inference_params())
+
+    def inference_params(self) -> Dict:
+        """The keyword arguments of :func:`cpnet_inference` besides the network and inputs."""
+        return {
+            "pixel_mean": self.pixel_mean,
+            "pixel_std": self.pixel_std,
+            "crop_size": self.crop_size,
+            "test_mode": self.test_mode,
+            "slide_stride": self.slide_stride,
+            "test_scales": self.test_scales,
+            "test_flip": self.test_flip,
+        }
+
+    def inference_network(self, crops: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """(B, 3, ch, cw) normalised crops -> "logits" (B, K, ch, cw) of the head."""
+        logits, _ = self.sem_seg_head(self.backbone(crops))
+        return {"logits": logits[..., : crops.shape[-2], : crops.shape[-1]]}
 
     def forward_training(self, batched_inputs):
         ch, cw = self.crop_size
@@ -112,56 +125,3 @@ class CPNetSegmentor(SemanticSegmentor):
         features = self.backbone(torch.stack(images))
         _, losses = self.sem_seg_head(features, torch.stack(targets))
         return losses
-
-    def inference(self, batched_input) -> torch.Tensor:
-        """One image -> (K, height, width) scores averaged over scales and flips."""
-        (image,) = normalize_images([batched_input], self.pixel_mean, self.pixel_std)
-        size = tuple(image.shape[-2:])
-        scores, count = 0.0, 0
-        for scale in self.test_scales:
-            scaled = image
-            if scale != 1.0:
-                scaled_size = tuple(max(round(s * scale), 1) for s in size)
-                scaled = F.interpolate(
-                    image[None], scaled_size, mode="bilinear", align_corners=False
-                )[0]
-            for flip in (False, True) if self.test_flip else (False,):
-                logits = self.predict_logits(scaled.flip(-1) if flip else scaled)
-                logits = logits.flip(-1) if flip else logits
-                logits = F.interpolate(logits[None], size, mode="bilinear", align_corners=False)
-                scores = scores + logits[0].softmax(0)
-                count += 1
-        height = batched_input.get("height", size[0])
-        width = batched_input.get("width", size[1])
-        return sem_seg_postprocess(scores / count, size, height, width)
-
-    def predict_logits(self, image: torch.Tensor) -> torch.Tensor:
-        """(3, H, W) normalised image of any size -> (K, H, W) logits."""
-        if self.test_mode == "resize":
-            resized = F.interpolate(
-                image[None], self.crop_size, mode="bilinear", align_corners=False
-            )
-            logits = self.run_crops(resized)
-            return F.interpolate(logits, image.shape[-2:], mode="bilinear", align_corners=False)[0]
-        return self.slide(image)
-
-    def slide(self, image: torch.Tensor) -> torch.Tensor:
-        """(3, H, W) -> (K, H, W) logits averaged over crop-sized windows (the image is zero-padded
-        up to the crop when smaller)."""
-        (ch, cw), (sh, sw) = self.crop_size, self.slide_stride
-        h, w = image.shape[-2:]
-        padded = F.pad(image, (0, max(cw - w, 0), 0, max(ch - h, 0)), value=0.0)
-        ph, pw = padded.shape[-2:]
-        boxes = [(y, x) for y in window_starts(ph, ch, sh) for x in window_starts(pw, cw, sw)]
-        logits = self.run_crops(torch.stack([padded[:, y : y + ch, x : x + cw] for y, x in boxes]))
-        total = logits.new_zeros((logits.shape[1], ph, pw))
-        count = logits.new_zeros((1, ph, pw))
-        for (y, x), window_logits in zip(boxes, logits):
-            total[:, y : y + ch, x : x + cw] += window_logits
-            count[:, y : y + ch, x : x + cw] += 1
-        return (total / count)[:, :h, :w]
-
-    def run_crops(self, crops: torch.Tensor) -> torch.Tensor:
-        """(B, 3, ch, cw) -> (B, K, ch, cw) logits of the head."""
-        logits, _ = self.sem_seg_head(self.backbone(crops))
-        return logits[..., : crops.shape[-2], : crops.shape[-1]]

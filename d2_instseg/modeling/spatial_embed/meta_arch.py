@@ -9,24 +9,24 @@ Shape shorthand:
 from typing import Dict, List, Sequence
 
 import torch
-import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
-from detectron2.structures import BitMasks, ImageList, Instances
+from detectron2.structures import ImageList
 from torch import nn
 
 from ...utils.config_registry import check_d2_instseg_config
 from ..preprocess import preprocess_image
-from .cluster import cluster_instances
 from .decoder import SpatialEmbedDecoder
 from .embedding import coordinate_map, split_outputs
+from .inference import spatial_embed_inference
 from .loss import SpatialEmbedLoss
 
 
 @META_ARCH_REGISTRY.register()
 class SpatialEmbeddings(nn.Module):
     """Backbone (ERFNet or any Detectron2 backbone) + branched decoder; trained with
-    :class:`SpatialEmbedLoss`, clustered with :func:`cluster_instances` at inference.
+    :class:`SpatialEmbedLoss`; at inference :func:`spatial_embed_inference` clusters the outputs of
+    :meth:`inference_network` (the part an export traces).
 
     Input: Detectron2's list of dicts ("image" (3, h, w), training: "instances" with ``gt_masks``
     BitMasks and ``gt_classes``; optional "height"/"width" of the output).
@@ -104,11 +104,43 @@ class SpatialEmbeddings(nn.Module):
         divisibility = self.size_divisibility
         return preprocess_image(batched_inputs, self.pixel_mean, self.pixel_std, divisibility)
 
+    # The inference path after the network, shared with exported models (d2_instseg.export).
+    inference = staticmethod(spatial_embed_inference)
+
     def forward(self, batched_inputs: List[Dict]):
+        if not self.training:
+            return self.inference(self.inference_network, batched_inputs, **self.inference_params())
         images = self.preprocess_image(batched_inputs)
-        # (B, 2 + S + C, H, W), made contiguous: with channels-last weights (TEST.CHANNELS_LAST) it
+        out = self.inference_network(images.tensor)
+        embedding = out["embedding"]
+        coords = coordinate_map(
+            *embedding.shape[-2:], self.pixels_per_unit, device=self.device, dtype=embedding.dtype
+        )
+        crops = [(slice(None), slice(0, h), slice(0, w)) for h, w in images.image_sizes]
+        targets = [x["instances"].to(self.device) for x in batched_inputs]
+        return self.loss(
+            *([m[c] for m, c in zip(out[name], crops)] for name in ("embedding", "sigma", "seed")),
+            [coords[c] for c in crops],
+            targets,
+        )
+
+    def inference_params(self) -> Dict:
+        """The keyword arguments of :func:`spatial_embed_inference` besides the network and
+        inputs."""
+        return {
+            "pixel_mean": self.pixel_mean,
+            "pixel_std": self.pixel_std,
+            "size_divisibility": self.size_divisibility,
+            "max_detections": self.max_detections,
+            **self.cluster_args,
+        }
+
+    def inference_network(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The network: (B, 3, H, W) normalised images -> "embedding" (B, 2, H, W) = coordinates
+        + tanh(offsets), "sigma" (B, S, H, W) raw, "seed" (B, C, H, W) probabilities."""
+        # Made contiguous: with channels-last weights (TEST.CHANNELS_LAST) the decoder's output
         # comes out channels-last, and everything after reads it one channel plane at a time.
-        outputs = self.decoder(self.backbone(images.tensor)).contiguous()
+        outputs = self.decoder(self.backbone(images)).contiguous()
         coords = coordinate_map(
             outputs.shape[-2],
             outputs.shape[-1],
@@ -117,53 +149,4 @@ class SpatialEmbeddings(nn.Module):
             dtype=outputs.dtype,
         )
         embedding, sigma, seed = split_outputs(outputs, coords, self.decoder.n_sigma)
-        crops = [(slice(None), slice(0, h), slice(0, w)) for h, w in images.image_sizes]
-        if self.training:
-            targets = [x["instances"].to(self.device) for x in batched_inputs]
-            return self.loss(
-                [e[c] for e, c in zip(embedding, crops)],
-                [s[c] for s, c in zip(sigma, crops)],
-                [s[c] for s, c in zip(seed, crops)],
-                [coords[c] for c in crops],
-                targets,
-            )
-        results = []
-        for b, (x, crop) in enumerate(zip(batched_inputs, crops)):
-            height = x.get("height", images.image_sizes[b][0])
-            width = x.get("width", images.image_sizes[b][1])
-            instances = self.inference_single(embedding[b][crop], sigma[b][crop], seed[b][crop])
-            results.append({"instances": self.resize_instances(instances, height, width)})
-        return results
-
-    def inference_single(
-        self, embedding: torch.Tensor, sigma: torch.Tensor, seed: torch.Tensor
-    ) -> Instances:
-        """(2, h, w), (S, h, w), (C, h, w) -> Instances at (h, w) (no boxes yet)."""
-        masks, classes, scores = cluster_instances(embedding, sigma, seed, **self.cluster_args)
-        if len(scores) > self.max_detections:
-            keep = scores.topk(self.max_detections).indices
-            masks, classes, scores = masks[keep], classes[keep], scores[keep]
-        result = Instances(tuple(seed.shape[-2:]))
-        result.pred_masks = masks
-        result.pred_classes = classes
-        result.scores = scores
-        return result
-
-    @staticmethod
-    def resize_instances(instances: Instances, height: int, width: int) -> Instances:
-        """Masks resized (bilinear, > 0.5) to the requested output size; boxes from the masks."""
-        masks = instances.pred_masks
-        if tuple(masks.shape[-2:]) != (height, width):
-            masks = F.interpolate(
-                masks.unsqueeze(1).float(),
-                size=(height, width),
-                mode="bilinear",
-                align_corners=False,
-            )
-            masks = masks.squeeze(1) > 0.5
-        result = Instances((height, width))
-        result.pred_masks = masks
-        result.pred_classes = instances.pred_classes
-        result.scores = instances.scores
-        result.pred_boxes = BitMasks(masks).get_bounding_boxes()
-        return result
+        return {"embedding": embedding, "sigma": sigma, "seed": seed}

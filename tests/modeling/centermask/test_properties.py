@@ -2,7 +2,6 @@
 inference output on random boxes / masks / image sizes and random head outputs."""
 
 import functools
-from unittest import mock
 
 import pytest
 import torch
@@ -17,7 +16,9 @@ from d2_instseg.modeling.centermask.loss import mask_bce_loss, reg_l1_loss, sali
 from d2_instseg.modeling.centermask.postprocess import (
     center_boxes,
     centermask_postprocess,
+    decode_detections,
     find_centers,
+    topk_peaks,
 )
 from d2_instseg.modeling.centermask.targets import centermask_targets, saliency_targets
 
@@ -217,26 +218,31 @@ def test_inference_output_inside_the_requested_size(image_sizes, out_scale, seed
     [SCORE_THRESH_TEST, 1], boxes inside the output image, bool masks of the output size whose
     pixels all lie in their (rounded) box, the assembled masks probabilities in [0, 1]."""
     model = tiny_model()
-    n = len(image_sizes)
+    n, k = len(image_sizes), 20
     h, w = (-(-max(s[i] for s in image_sizes) // 32) * 32 // STRIDE for i in range(2))
     g = torch.Generator().manual_seed(seed)
-    outputs = {
-        "heatmap": torch.randn(n, NUM_CLASSES, h, w, generator=g) * 3,
-        "saliency": torch.randn(n, NUM_CLASSES, h, w, generator=g),
-    }
-    dense = {  # the point heads' outputs, read at the decoded centers instead of computed there
+    # The network's outputs at the top-K peaks of random heatmap logits; the point heads' outputs
+    # read at those peaks from random dense maps.
+    peaks = topk_peaks(torch.randn(n, NUM_CLASSES, h, w, generator=g) * 3, k)
+    b = torch.arange(n)[:, None].expand(n, k)
+    xs, ys = peaks["centers"][..., 0], peaks["centers"][..., 1]
+    dense = {
         "offset": torch.rand(n, 2, h, w, generator=g),
         "size": torch.rand(n, 2, h, w, generator=g) * 2 * max(h, w),
         "shape": torch.randn(n, 64, h, w, generator=g),
     }
-
-    def at_points(features, b, centers):
-        read = {k: v[b, :, centers[:, 1], centers[:, 0]] for k, v in dense.items()}
-        read["shape"] = read["shape"].view(-1, 8, 8)
-        return read
-
-    with mock.patch.object(model.head, "at_points", at_points):
-        results = model.forward_inference(torch.zeros(n, 8, h, w), outputs, image_sizes)
+    outputs = {name: v.permute(0, 2, 3, 1)[b, ys, xs] for name, v in dense.items()}
+    outputs["shape"] = outputs["shape"].view(n, k, 8, 8)
+    outputs.update(peaks, saliency=torch.randn(n, NUM_CLASSES, h, w, generator=g))
+    params = model.inference_params()
+    results = decode_detections(
+        outputs,
+        image_sizes,
+        stride=params["stride"],
+        score_thresh=params["score_thresh"],
+        shape_size=params["shape_size"],
+        saliency_class_specific=params["saliency_class_specific"],
+    )
     for result, (ih, iw) in zip(results, image_sizes):
         probs = result.mask_probs
         assert ((probs >= 0) & (probs <= 1)).all()

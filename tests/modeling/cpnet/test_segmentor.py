@@ -14,7 +14,7 @@ from detectron2.utils.visualizer import Visualizer
 
 import d2_instseg
 from d2_instseg.layers import affinity_loss, ideal_affinity_map
-from d2_instseg.modeling.cpnet.segmentor import window_starts
+from d2_instseg.modeling.cpnet.inference import slide, window_starts
 
 from ...conftest import hard_label_maps
 
@@ -121,8 +121,8 @@ def test_slide_on_crop_sized_image_is_one_window(model):
     model.eval()
     image = torch.randn(3, 128, 128)
     with torch.no_grad():
-        slid = model.slide(image)
-        direct = model.run_crops(image[None])[0]
+        slid = slide(model.inference_network, image, model.crop_size, model.slide_stride)
+        direct = model.inference_network(image[None])["logits"][0]
     assert torch.allclose(slid, direct, atol=1e-5)
 
 

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from d2_instseg.modeling.spatial_embed.cluster import cluster_instances
 from d2_instseg.modeling.spatial_embed.embedding import coordinate_map, gaussian_phi
+from d2_instseg.modeling.spatial_embed.inference import resize_instances
 from d2_instseg.modeling.spatial_embed.loss import spatial_embed_image_loss
-from d2_instseg.modeling.spatial_embed.meta_arch import SpatialEmbeddings
 
 SEEDS = st.integers(0, 2**31 - 1)
 
@@ -136,7 +136,7 @@ def test_returned_masks_have_the_output_size_and_boxes_contain_them(h, w, height
     r.pred_masks = torch.rand(3, h, w, generator=g) < torch.rand(3, 1, 1, generator=g)
     r.pred_classes = torch.zeros(3, dtype=torch.long)
     r.scores = torch.ones(3)
-    out = SpatialEmbeddings.resize_instances(r, height, width)
+    out = resize_instances(r, height, width)
     assert out.image_size == (height, width) and out.pred_masks.shape == (3, height, width)
     for mask, box in zip(out.pred_masks, out.pred_boxes.tensor):
         ys, xs = torch.nonzero(mask, as_tuple=True)
