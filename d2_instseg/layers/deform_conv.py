@@ -19,6 +19,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from torchvision.ops import deform_conv2d
 
 __all__ = ["modulated_deform_conv2d"]
 
@@ -95,6 +96,19 @@ def modulated_deform_conv2d(
     index, corner_weight = _bilinear_corners(py, px, n, h, w)
     corner_weight = (corner_weight * mask.float().permute(0, 2, 3, 1).unsqueeze(-1)).to(x.dtype)
     rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)  # a view when x is channels-last
+    if torch.onnx.is_in_onnx_export():
+        # ONNX has no EmbeddingBag; its DeformConv (opset 19, which d2_instseg.export maps
+        # torchvision's op to) is the same function, and ONNX Runtime's CPU kernel measured as fast
+        # as this one (20.7 vs 24.1 ms, 64 channels at 128 x 128).
+        return deform_conv2d(
+            x,
+            offset,
+            weight,
+            bias,
+            padding=(padding, padding),
+            dilation=(dilation, dilation),
+            mask=mask,
+        )
     columns = F.embedding_bag(
         index.reshape(-1, 4), rows, per_sample_weights=corner_weight.reshape(-1, 4), mode="sum"
     )  # (N * H * W * K, C_in)
