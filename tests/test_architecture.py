@@ -18,6 +18,7 @@ RANKS = {
     "data": 2,
     "modeling": 2,
     "evaluation": 3,
+    "export": 3,
     "engine": 4,
     "irnet": 5,
     "serve": 5,

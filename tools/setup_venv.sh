@@ -41,10 +41,11 @@ fi
 # shapely: fvcore's crop of COCO polygons and Detectron2's Cityscapes loader; cityscapesscripts: the
 # Cityscapes loader's labels and evaluators (run under NumPy 2 by d2_instseg.evaluation.cityscapes);
 # faster-coco-eval: the C++ COCOeval behind the COCO evaluator (same figures as pycocotools);
-# fastapi ... psutil: the web app (tools/serve.py) and its tests (selenium drives Debian's chromium).
+# onnx, onnxruntime, onnxscript: model export (tools/export_model.py) and the TEST.BACKEND runtimes;
+# tifffile: 16-bit label images from tools/predict.py; fastapi ... psutil: the web app (tools/serve.py) and its tests (selenium drives Debian's chromium).
 DEPS=(fvcore iopath pycocotools omegaconf hydra-core yacs termcolor tabulate cloudpickle tqdm tensorboard
   matplotlib Pillow packaging "setuptools<82" opencv-python-headless pytest hypothesis scipy pydensecrf2
-  shapely cityscapesscripts faster-coco-eval "ruff==0.17.6"
+  shapely cityscapesscripts faster-coco-eval "ruff==0.17.6" onnx onnxruntime onnxscript tifffile
   fastapi uvicorn python-multipart httpx swagger-ui-bundle selenium psutil)
 # The stamp names the list's checksum: adding a package to DEPS installs it on the next run.
 step "deps-$(echo "${DEPS[*]}" | md5sum | cut -c1-8)" $PIP "${DEPS[@]}"

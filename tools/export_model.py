@@ -1,0 +1,112 @@
+#!/usr/bin/env python
+"""Export a trained model to TorchScript or ONNX (with its JSON sidecar), optionally quantised to
+int8 for ONNX Runtime on CPU.
+
+    python tools/export_model.py --config-file configs/shapes/centermask.yaml --format onnx \
+        --output exported/centermask MODEL.WEIGHTS output/centermask/model_final.pth
+    python tools/export_model.py --config-file CFG --format onnx --output DIR \
+        --quantize int8 --calib-images 64 MODEL.WEIGHTS model_final.pth
+    python tools/export_model.py --config-file CFG --format torchscript --output DIR \
+        MODEL.WEIGHTS model_final.pth
+
+Writes DIR/model.onnx (or model.ts) and DIR/model.onnx.json, the sidecar an application needs
+(config, class names, input format and normalisation, what each output is); with ``--quantize
+int8`` also DIR/model.int8.onnx (+ .json), calibrated on the first N images of
+DATASETS.TRAIN[0] as the test loader prepares them. Every model of the package exports
+(CenterMaskPoint, SpatialEmbeddings, CPNetSegmentor, FCN-8s / UNet on Detectron2's
+SemanticSegmentor), and Detectron2's Mask R-CNN through Detectron2's TracingAdapter. Run an
+export with ``d2_instseg.Predictor`` and ``TEST.BACKEND onnxruntime`` (or ``torchscript``),
+``MODEL.WEIGHTS DIR/model.onnx``: same inputs, same outputs as the eager model.
+"""
+
+import argparse
+import itertools
+import logging
+import os
+import sys
+
+import torch
+from detectron2.modeling import build_model
+from detectron2.utils.logger import setup_logger
+
+import d2_instseg  # noqa: F401  (registers models and datasets)
+from d2_instseg.engine import SafeCheckpointer, Trainer, prepare_for_inference, setup_cfg
+from d2_instseg.export import FORMATS, ExportedModel, export_model, quantize_int8
+from d2_instseg.export.quantize import network_inputs
+
+logger = logging.getLogger("d2_instseg.export")
+
+
+def parse_size(text: str):
+    h, w = text.lower().split("x")
+    return int(h), int(w)
+
+
+def argument_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config-file", required=True, metavar="FILE")
+    parser.add_argument("--format", required=True, choices=sorted(FORMATS))
+    parser.add_argument("--output", required=True, metavar="DIR", help="folder to write into")
+    parser.add_argument(
+        "--size",
+        type=parse_size,
+        default=None,
+        metavar="HxW",
+        help="size of the tracing input (default: CPNet's crop, else 512x512); the export runs "
+        "at other sizes too",
+    )
+    parser.add_argument("--quantize", choices=["int8"], help="also write an int8 ONNX model")
+    parser.add_argument(
+        "--calib-images",
+        type=int,
+        default=64,
+        metavar="N",
+        help="calibration images for --quantize (the first N of DATASETS.TRAIN[0])",
+    )
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="NAME:JSON:IMAGE_DIR",
+        help="register a COCO-format instances dataset under NAME (repeatable)",
+    )
+    parser.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config KEY VALUE pairs")
+    return parser
+
+
+def calibration_batches(cfg, count: int):
+    """The first ``count`` images of DATASETS.TRAIN[0] as the test loader gives them."""
+    if not len(cfg.DATASETS.TRAIN):
+        raise SystemExit("--quantize int8 calibrates on DATASETS.TRAIN[0]; the config has none")
+    loader = Trainer.build_test_loader(cfg, cfg.DATASETS.TRAIN[0])
+    return itertools.islice(loader, count)
+
+
+def main(argv=None) -> int:
+    args = argument_parser().parse_args(argv)
+    setup_logger(name="d2_instseg")
+    if args.quantize and args.format != "onnx":
+        raise SystemExit("--quantize int8 needs --format onnx")
+    cfg = setup_cfg(args, run_default_setup=False, check_data=False)
+    if cfg.TEST.BACKEND != "torch":
+        raise SystemExit("Export reads a PyTorch checkpoint: leave TEST.BACKEND at 'torch'")
+    model = build_model(cfg).eval()
+    if cfg.MODEL.WEIGHTS:
+        SafeCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    else:
+        logger.warning("MODEL.WEIGHTS is empty: exporting randomly initialised weights")
+    prepare_for_inference(model, cfg)
+    path = export_model(model, cfg, args.output, args.format, size=args.size)
+    print(f"Wrote {path} and {path}.json")
+    if args.quantize:
+        fp32 = ExportedModel(path, device=cfg.MODEL.DEVICE)
+        inputs = network_inputs(fp32, calibration_batches(cfg, args.calib_images))
+        target = os.path.join(args.output, "model.int8.onnx")
+        quantize_int8(path, target, inputs)
+        print(f"Wrote {target} and {target}.json ({len(inputs)} calibration inputs)")
+    return 0
+
+
+if __name__ == "__main__":
+    with torch.no_grad():
+        sys.exit(main())
