@@ -7,6 +7,7 @@ from detectron2.data import transforms as T
 from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
 
+from ..export import ExportedModel
 from ..layers import fuse_conv_bn
 from ..utils.config_registry import check_d2_instseg_config
 from .checkpoint import SafeCheckpointer
@@ -86,6 +87,20 @@ def prepare_for_inference(model: torch.nn.Module, cfg) -> torch.nn.Module:
     return model
 
 
+def load_exported(cfg) -> ExportedModel:
+    """The exported model ``MODEL.WEIGHTS`` run by ``TEST.BACKEND``, checked against the config:
+    the same meta-architecture and input channel order."""
+    model = ExportedModel(cfg.MODEL.WEIGHTS, backend=cfg.TEST.BACKEND, device=cfg.MODEL.DEVICE)
+    exported = (model.meta_architecture, model.sidecar["input"]["channels"])
+    expected = (cfg.MODEL.META_ARCHITECTURE, cfg.INPUT.FORMAT)
+    if exported != expected:
+        raise ValueError(
+            f"{cfg.MODEL.WEIGHTS} was exported from a {exported[0]} with {exported[1]} input; "
+            f"the config has MODEL.META_ARCHITECTURE {expected[0]} and INPUT.FORMAT {expected[1]}"
+        )
+    return model
+
+
 class Predictor(DefaultPredictor):
     """Drop-in subclass of Detectron2's ``DefaultPredictor`` for every model of d2_instseg.
 
@@ -96,10 +111,13 @@ class Predictor(DefaultPredictor):
     work; empty, NaN, oversized or otherwise unusable ones raise a ``ValueError`` that names the
     problem.
 
-    The weights are read by :class:`SafeCheckpointer` (``torch.load(weights_only=True)``: a file
-    cannot run code when loaded; pickle files are refused). The loaded model is prepared for
-    inference (:func:`prepare_for_inference`: BatchNorms folded into their convolutions,
-    channels-last weights), so load other weights into a new ``Predictor``, not into
+    ``TEST.BACKEND`` chooses what runs: "torch" (default), the eager model, whose weights are read
+    by :class:`SafeCheckpointer` (``torch.load(weights_only=True)``: a file cannot run code when
+    loaded; pickle files are refused); or an exported file (``tools/export_model.py``) named by
+    ``MODEL.WEIGHTS``, "torchscript" or "onnxruntime" (:class:`d2_instseg.export.ExportedModel`:
+    the same inference function around the exported network, the same outputs). The eager model
+    is prepared for inference (:func:`prepare_for_inference`: BatchNorms folded into their
+    convolutions, channels-last weights), so load other weights into a new ``Predictor``, not into
     ``predictor.model``. A Predictor may be called from several threads at once (tested: the
     outputs equal those of sequential calls); the model runs in eval mode under ``no_grad`` and
     keeps no state between calls.
@@ -110,17 +128,21 @@ class Predictor(DefaultPredictor):
         # by SafeCheckpointer instead of DetectionCheckpointer (which unpickles .pkl files)
         check_d2_instseg_config(cfg)
         self.cfg = cfg.clone()
-        self.model = build_model(self.cfg)
-        self.model.eval()
         if len(cfg.DATASETS.TEST):
             self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
-        SafeCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        self.backend = cfg.TEST.BACKEND
+        if self.backend == "torch":
+            self.model = build_model(self.cfg)
+            self.model.eval()
+            SafeCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+            prepare_for_inference(self.model, cfg)
+        else:
+            self.model = load_exported(cfg)
         size = cfg.INPUT.MIN_SIZE_TEST
         self.aug = T.ResizeShortestEdge([size, size], cfg.INPUT.MAX_SIZE_TEST)
         self.input_format = cfg.INPUT.FORMAT
         if self.input_format not in ("RGB", "BGR"):
             raise ValueError(f"INPUT.FORMAT must be RGB or BGR, got {self.input_format!r}")
-        prepare_for_inference(self.model, cfg)
         self.max_pixels = max_pixels
         self.resizes = cfg.INPUT.MIN_SIZE_TEST > 0
 
