@@ -40,20 +40,21 @@ def test_prepare_image_converts(name, image, expected):
     assert np.array_equal(out, expected), name
 
 
-@pytest.mark.parametrize(
-    "image, message",
-    [
-        ([[1, 2], [3, 4]], "numpy array"),
-        (np.zeros((0, 10, 3), np.uint8), "empty"),
-        (np.zeros((10, 0), np.uint8), "empty"),
-        (np.zeros((10, 10, 2), np.uint8), "1, 3 or 4 channels"),
-        (np.zeros((2, 10, 10, 3), np.uint8), "shape"),
-        (np.full((4, 4, 3), np.nan, np.float32), "NaN"),
-        (np.full((4, 4, 3), 300.0), r"\[0, 1\] or \[0, 255\]"),
-        (np.full((4, 4, 3), -1, np.int32), r"\[0, 255\]"),
-        (np.zeros((4, 4, 3), bool), "dtype bool"),
-    ],
-)
+# (image, what the error names): shared with the exported backends' tests (tests/export)
+BAD_IMAGES = [
+    ([[1, 2], [3, 4]], "numpy array"),
+    (np.zeros((0, 10, 3), np.uint8), "empty"),
+    (np.zeros((10, 0), np.uint8), "empty"),
+    (np.zeros((10, 10, 2), np.uint8), "1, 3 or 4 channels"),
+    (np.zeros((2, 10, 10, 3), np.uint8), "shape"),
+    (np.full((4, 4, 3), np.nan, np.float32), "NaN"),
+    (np.full((4, 4, 3), 300.0), r"\[0, 1\] or \[0, 255\]"),
+    (np.full((4, 4, 3), -1, np.int32), r"\[0, 255\]"),
+    (np.zeros((4, 4, 3), bool), "dtype bool"),
+]
+
+
+@pytest.mark.parametrize("image, message", BAD_IMAGES)
 def test_prepare_image_refuses_with_a_named_problem(image, message):
     with pytest.raises(ValueError, match=message):
         prepare_image(image)
