@@ -20,3 +20,4 @@ from .lovasz import lovasz_grad, lovasz_hinge  # noqa: F401  (Spatial Embeddings
 from .paste import paste_masks  # noqa: F401  (CenterMask inference; any box-relative mask head)
 from .resize import resize_and_crop  # noqa: F401  (CPNet, FCN, UNet, IRNet: coarse maps to size)
 from .upsample import BilinearUpsample, bilinear_kernel  # noqa: F401  (FCN heads, DLA IDA-up)
+from .windows import window_starts  # noqa: F401  (CPNet sliding window, tiled inference)

@@ -9,25 +9,18 @@ Shape shorthand: K classes; H, W one (scaled) image; (ch, cw) crop size; (sh, sw
 B windows.
 """
 
-import math
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 
+from ...layers import window_starts
 from ..preprocess import normalize_images
 
-__all__ = ["cpnet_inference", "slide", "window_starts"]
+__all__ = ["cpnet_inference", "slide"]
 
 Network = Callable[[torch.Tensor], Dict[str, torch.Tensor]]
-
-
-def window_starts(length: int, window: int, stride: int) -> List[int]:
-    """Start offsets of windows of ``window`` every ``stride`` covering ``[0, length)``; the last
-    window is shifted back to end at ``length`` (one window at 0 when ``length <= window``)."""
-    count = max(math.ceil((length - window) / stride), 0) + 1
-    return [min(i * stride, max(length - window, 0)) for i in range(count)]
 
 
 def slide(

@@ -9,8 +9,8 @@ from detectron2.modeling import build_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from d2_instseg.layers import window_starts
 from d2_instseg.modeling.cpnet import prior_context
-from d2_instseg.modeling.cpnet.inference import window_starts
 
 from ...conftest import shapes_cfg
 

@@ -13,8 +13,8 @@ from detectron2.modeling import build_model
 from detectron2.utils.visualizer import Visualizer
 
 import d2_instseg
-from d2_instseg.layers import affinity_loss, ideal_affinity_map
-from d2_instseg.modeling.cpnet.inference import slide, window_starts
+from d2_instseg.layers import affinity_loss, ideal_affinity_map, window_starts
+from d2_instseg.modeling.cpnet.inference import slide
 
 from ...conftest import hard_label_maps
 
