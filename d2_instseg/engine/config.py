@@ -3,7 +3,7 @@ preparation."""
 
 from detectron2.config import CfgNode as CN
 
-from ..utils.config_checks import Rule, check_keys, one_of
+from ..utils.config_checks import Rule, at_least, check_keys, one_of
 from ..utils.config_registry import register_config_part
 from ..utils.deeplab_config import add_deeplab_config_once
 from .checkpoint import ON_FAILURE
@@ -11,13 +11,17 @@ from .checkpoint import ON_FAILURE
 # TEST.BACKEND values d2_instseg.Predictor runs.
 BACKENDS = ("torch", "torchscript", "onnxruntime")
 
+# INPUT.NORMALIZE values: how the Predictor brings non-uint8 images to 8 bits.
+NORMALIZATIONS = ("linear", "percentile")
+
 # SOLVER.OPTIMIZER values the Trainer builds (CenterNet/CenterMask and Spatial Embeddings train with
 # Adam; "SGD" is Detectron2's, with SOLVER.MOMENTUM).
 OPTIMIZERS = ("SGD", "ADAM", "ADAMW")
 
 
 def add_engine_config(cfg: CN) -> None:
-    """Add SOLVER.OPTIMIZER, TEST.FUSE_CONV_BN, TEST.CHANNELS_LAST, TEST.BACKEND (and, through
+    """Add SOLVER.OPTIMIZER, TEST.FUSE_CONV_BN, TEST.CHANNELS_LAST, TEST.BACKEND, TEST.TILING,
+    INPUT.NORMALIZE(_PERCENTILES) (and, through
     Detectron2's ``add_deeplab_config``, the poly schedule's SOLVER.POLY_LR_POWER /
     POLY_LR_CONSTANT_ENDING)."""
     # Optimizer built by the Trainer, one of OPTIMIZERS. Same key as Detectron2's Panoptic-DeepLab.
@@ -38,6 +42,24 @@ def add_engine_config(cfg: CN) -> None:
     # "torchscript" (model.ts) or "onnxruntime" (model.onnx / model.int8.onnx; CPU provider, CUDA's
     # when MODEL.DEVICE is cuda and onnxruntime-gpu is installed).
     cfg.TEST.BACKEND = "torch"
+    # Tiled inference (d2_instseg.engine.tiling) for images larger than the model should see at
+    # once: the Predictor segments TILE x TILE tiles at the image's own resolution (no test-time
+    # resizing: train the model at the resolution of the images it will segment), overlapping by
+    # at least OVERLAP pixels, and merges instances across seams (each object comes out once, whole,
+    # when no object is larger than OVERLAP). Memory is bounded by the tile: the instances' masks
+    # come back as run-length codes (``pred_masks_rle``) instead of (H, W) arrays. OVERLAP 0: a
+    # quarter of the tile. Both in pixels of the user's images, which only the user knows (the
+    # dataset fingerprint's largest instance is a good OVERLAP).
+    cfg.TEST.TILING = CN()
+    cfg.TEST.TILING.ENABLED = False
+    cfg.TEST.TILING.TILE = 1024
+    cfg.TEST.TILING.OVERLAP = 0
+    # How the Predictor brings 16-bit, float and other non-uint8 images to 8 bits: "linear"
+    # (uint16 scaled by 255 / 65535, floats in [0, 1] by 255, floats in [0, 255] as they are) or
+    # "percentile" (the microscopy convention: the image's NORMALIZE_PERCENTILES (low, high) values
+    # map to 0 and 255, clipped outside; all channels together). uint8 images are used as they are.
+    cfg.INPUT.NORMALIZE = "linear"
+    cfg.INPUT.NORMALIZE_PERCENTILES = (1.0, 99.8)
     # A checkpoint that cannot be written (e.g. a full disk): "stop" training with the reason, or
     # "continue" (logged; the previous checkpoint stays the one to resume from).
     cfg.SOLVER.CHECKPOINT_ON_FAILURE = "stop"
@@ -50,6 +72,19 @@ def check_engine_config(cfg: CN) -> None:
         cfg, "SOLVER", [("OPTIMIZER", known), ("CHECKPOINT_ON_FAILURE", one_of(*ON_FAILURE))]
     )
     check_keys(cfg, "TEST", [("BACKEND", one_of(*BACKENDS))])
+    check_keys(cfg, "TEST.TILING", [("TILE", at_least(1)), ("OVERLAP", at_least(0))])
+    if cfg.TEST.TILING.OVERLAP >= cfg.TEST.TILING.TILE:
+        raise ValueError(
+            f"TEST.TILING.OVERLAP ({cfg.TEST.TILING.OVERLAP}) must be smaller than "
+            f"TEST.TILING.TILE ({cfg.TEST.TILING.TILE})"
+        )
+    check_keys(cfg, "INPUT", [("NORMALIZE", one_of(*NORMALIZATIONS))])
+    low, high = cfg.INPUT.NORMALIZE_PERCENTILES
+    if not 0 <= low < high <= 100:
+        raise ValueError(
+            f"INPUT.NORMALIZE_PERCENTILES must be (low, high) with 0 <= low < high <= 100, got "
+            f"{tuple(cfg.INPUT.NORMALIZE_PERCENTILES)}"
+        )
 
 
 register_config_part("engine", add_engine_config, check_engine_config)

@@ -1,5 +1,7 @@
 """``Predictor``: the DefaultPredictor to use in applications, with input checks."""
 
+from typing import Optional, Tuple
+
 import numpy as np
 import torch
 from detectron2.data import MetadataCatalog
@@ -11,6 +13,7 @@ from ..export import ExportedModel
 from ..layers import fuse_conv_bn
 from ..utils.config_registry import check_d2_instseg_config
 from .checkpoint import SafeCheckpointer
+from .tiling import Tiling, tiled_inference
 
 # Arrays above this many pixels are refused before anything is allocated for them (an 8000 x 8000
 # photo is 64M pixels and is accepted: it is resized to the test size before the model sees it).
@@ -19,12 +22,16 @@ DEFAULT_MAX_PIXELS = 1 << 27
 DEFAULT_MAX_MODEL_PIXELS = 4096 * 4096
 
 
-def prepare_image(image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def prepare_image(
+    image, max_pixels: int = DEFAULT_MAX_PIXELS, percentiles: Optional[Tuple[float, float]] = None
+) -> np.ndarray:
     """Convert what users pass into a contiguous (H, W, 3) uint8 array, or raise ValueError.
 
     Accepted and converted: (H, W) and (H, W, 1) grayscale (repeated to 3 channels); (H, W, 4)
     with alpha (alpha dropped); uint16 (scaled by 255/65535); float images in [0, 1] (scaled by 255)
-    or [0, 255]; other integer types with values in [0, 255]; non-contiguous views.
+    or [0, 255]; other integer types with values in [0, 255]; non-contiguous views. With
+    ``percentiles`` (low, high), every image that is not uint8 is instead mapped by its own
+    percentiles (:func:`percentile_to_uint8`), whatever its range.
     Refused: non-arrays, zero-sized images, other channel counts, NaN/inf, out-of-range values,
     bool/complex/object dtypes, and images over ``max_pixels``.
     """
@@ -46,12 +53,29 @@ def prepare_image(image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         )
     if c not in (1, 3, 4):
         raise ValueError(f"Expected 1, 3 or 4 channels, got {c} (shape {image.shape})")
-    image = _to_uint8(image)
+    if c == 4:
+        image = image[:, :, :3]
+    if percentiles is not None and image.dtype != np.uint8:
+        image = percentile_to_uint8(image, *percentiles)
+    else:
+        image = _to_uint8(image)
     if c == 1:
         image = np.repeat(image, 3, axis=2)
-    elif c == 4:
-        image = image[:, :, :3]
     return np.ascontiguousarray(image)
+
+
+def percentile_to_uint8(image: np.ndarray, low: float, high: float) -> np.ndarray:
+    """(H, W, C) image of any real dtype -> uint8: its ``low`` / ``high`` percentiles (all channels
+    together) map to 0 / 255, values outside are clipped (the normalisation of microscopy tools,
+    robust to a few saturated or dead pixels). A constant image maps to 0."""
+    if image.dtype.kind not in "iuf":
+        raise ValueError(f"Unsupported image dtype {image.dtype}; use uint8, uint16 or float")
+    values = image.astype(np.float32)
+    if not np.isfinite(values).all():
+        raise ValueError("The image contains NaN or infinite values")
+    lo, hi = np.percentile(values, (low, high))
+    scaled = (values - lo) * (255.0 / max(float(hi - lo), 1e-12))
+    return np.round(np.clip(scaled, 0, 255)).astype(np.uint8)
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
@@ -118,7 +142,10 @@ class Predictor(DefaultPredictor):
     the same inference function around the exported network, the same outputs). The eager model
     is prepared for inference (:func:`prepare_for_inference`: BatchNorms folded into their
     convolutions, channels-last weights), so load other weights into a new ``Predictor``, not into
-    ``predictor.model``. A Predictor may be called from several threads at once (tested: the
+    ``predictor.model``. ``TEST.TILING.ENABLED`` segments the image tile by tile at its own
+    resolution (:mod:`d2_instseg.engine.tiling`: any size, memory bounded by the tile; instance
+    masks as ``pred_masks_rle``). ``INPUT.NORMALIZE`` "percentile" maps 16-bit and float images by
+    their percentiles. A Predictor may be called from several threads at once (tested: the
     outputs equal those of sequential calls); the model runs in eval mode under ``no_grad`` and
     keeps no state between calls.
     """
@@ -145,9 +172,18 @@ class Predictor(DefaultPredictor):
             raise ValueError(f"INPUT.FORMAT must be RGB or BGR, got {self.input_format!r}")
         self.max_pixels = max_pixels
         self.resizes = cfg.INPUT.MIN_SIZE_TEST > 0
+        self.percentiles = (
+            tuple(cfg.INPUT.NORMALIZE_PERCENTILES) if cfg.INPUT.NORMALIZE == "percentile" else None
+        )
+        tiling = cfg.TEST.TILING
+        self.tiling = (
+            Tiling(tiling.TILE, tiling.OVERLAP or tiling.TILE // 4) if tiling.ENABLED else None
+        )
 
     def __call__(self, original_image):
-        image = prepare_image(original_image, self.max_pixels)
+        image = prepare_image(original_image, self.max_pixels, self.percentiles)
+        if self.tiling is not None:
+            return tiled_inference(self._run_tile, image, self.tiling)
         h, w = image.shape[:2]
         if not self.resizes and h * w > DEFAULT_MAX_MODEL_PIXELS:
             raise ValueError(
@@ -155,3 +191,14 @@ class Predictor(DefaultPredictor):
                 f"{DEFAULT_MAX_MODEL_PIXELS / 1e6:.0f}M-pixel limit for one forward pass"
             )
         return super().__call__(image)
+
+    def _run_tile(self, tile: np.ndarray):
+        """One (h, w, 3) BGR uint8 tile through the model at its own size."""
+        if self.input_format == "RGB":
+            tile = tile[:, :, ::-1]
+        h, w = tile.shape[:2]
+        tensor = torch.as_tensor(np.ascontiguousarray(tile.transpose(2, 0, 1)))
+        with torch.no_grad():
+            return self.model(
+                [{"image": tensor.to(self.cfg.MODEL.DEVICE), "height": h, "width": w}]
+            )[0]

@@ -140,3 +140,35 @@ def test_channels_last_predictor_matches_default_layout(config, opts):
         assert (b.pred_masks != a.pred_masks).float().mean() < 1e-3
     if config.endswith(("centermask.yaml", "spatial_embeddings.yaml")):
         assert len(plain["instances"]) > 0
+
+
+def test_percentile_normalisation_by_hand():
+    """uint16 values 0, 60, ..., 59940 (1000 of them): the 1st / 99th percentiles are 599.4 and
+    59340.6 (numpy's linear interpolation: positions 9.99 and 989.01); 30000 maps to
+    (30000 - 599.4) / 58741.2 * 255 = 127.6 -> 128; values outside are clipped."""
+    image = (np.arange(1000, dtype=np.uint16) * 60).reshape(10, 100)
+    out = prepare_image(image, percentiles=(1.0, 99.0))
+    assert out.shape == (10, 100, 3) and (out[..., 0] == out[..., 2]).all()
+    flat = out[..., 0].ravel()
+    assert flat[500] == 128 and flat[0] == flat[9] == 0 and flat[990] == flat[999] == 255
+    assert flat[10] == 0 and flat[989] == 255  # 600 -> 0.6 / 58741.2 * 255 = 0.003
+    # floats too, whatever their range; uint8 images are left as they are
+    assert np.array_equal(
+        prepare_image(image.astype(np.float64) * -3.5, percentiles=(1, 99))[..., 0],
+        255 - out[..., 0],
+    )
+    assert np.array_equal(prepare_image(RGB8, percentiles=(1.0, 99.0)), RGB8)
+
+
+def test_percentile_predictor_and_bad_tiling_keys():
+    cfg = shapes_cfg(
+        "configs/shapes/mask_rcnn_R18_FPN.yaml",
+        *("MODEL.WEIGHTS", "", "INPUT.NORMALIZE", "percentile"),
+    )
+    out = d2_instseg.Predictor(cfg)(np.full((30, 40), 1000, np.uint16))  # constant: all 0
+    assert out["instances"].image_size == (30, 40)
+    for key, value in (("TEST.TILING.OVERLAP", 2048), ("INPUT.NORMALIZE_PERCENTILES", [5, 2])):
+        bad = cfg.clone()
+        bad.merge_from_list([key, value])
+        with pytest.raises(ValueError, match=key):
+            d2_instseg.Predictor(bad)
