@@ -12,7 +12,6 @@ overlay. Class names come from the metadata of the config's first test dataset.
 """
 
 import argparse
-import glob
 import os
 
 import cv2
@@ -23,10 +22,9 @@ from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
 
 import d2_instseg  # noqa: F401  (registers models and datasets)
+from d2_instseg.data.image_files import list_images
 from d2_instseg.engine import Predictor, setup_cfg
 from d2_instseg.engine.visualize import draw_predictions
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def argument_parser():
@@ -43,26 +41,6 @@ def argument_parser():
     parser.add_argument("--confidence-threshold", type=float, default=0.5)
     parser.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config KEY VALUE pairs")
     return parser
-
-
-def list_images(inputs):
-    """Expand folders; raise ValueError naming any path that is neither an image nor a folder."""
-    files = []
-    for path in inputs:
-        if os.path.isdir(path):
-            found = sorted(
-                f
-                for f in glob.glob(os.path.join(path, "*"))
-                if f.lower().endswith(IMAGE_EXTENSIONS)
-            )
-            if not found:
-                raise ValueError(f"--input folder {path!r} contains no images")
-            files.extend(found)
-        elif os.path.isfile(path):
-            files.append(path)
-        else:
-            raise ValueError(f"--input {path!r} does not exist")
-    return files
 
 
 class OverlayRenderer:
