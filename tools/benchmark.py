@@ -16,6 +16,15 @@ For each config and input size, in a fresh process (so peak memory is its own), 
   counted by fvcore as Detectron2's ``analyze_model`` does; achieved FLOP/s = FLOPs / forward time;
 - training iterations/s on the config's own data pipeline (``--train-iters``, 0 to skip).
 
+``--backends`` measures each config (not the reference, which stays Detectron2's eager fp32) on
+each of: ``eager`` (fp32, as above), ``bf16`` (the eager model under ``torch.autocast`` bfloat16),
+``torchscript`` and ``onnxruntime`` (the model exported by ``d2_instseg.export`` at the row's input
+size and run by ``d2_instseg.export.ExportedModel``, as ``TEST.BACKEND`` runs it in the Predictor)
+and ``int8`` (that ONNX file quantised by ``d2_instseg.export.quantize_int8``, calibrated on
+``--calib-images`` random images of the row's size: the speed does not depend on the calibration).
+Exported rows split forward / post-processing at the exported network's return, count the eager
+model's FLOPs and are also given as a ratio to the same config's eager row.
+
 ``--malloc reuse`` runs every row (the reference too) with glibc's allocator told to keep and reuse
 freed memory (``GLIBC_TUNABLES``, see MALLOC_REUSE): on CPU, full-resolution activations above
 glibc's 32 MiB mmap threshold otherwise cost a page fault per page on every forward. A serving
@@ -40,6 +49,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 REFERENCE = "detectron2://COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
+BACKENDS = ("eager", "bf16", "torchscript", "onnxruntime", "int8")
 # glibc malloc settings of ``--malloc reuse``: serve every block from the heap (no mmap) and never
 # give freed memory back, so a tensor freed in one layer is reused by the next instead of each
 # large (> 32 MiB) tensor being a fresh mapping that page-faults on every 4 KiB page when first
@@ -78,16 +88,52 @@ def synchronize(device):
 
 
 class ForwardSplit:
-    """Records when the last direct sub-module of the model returns, via forward hooks."""
+    """Records when the network part of a model last returns: each direct sub-module of an eager
+    model (forward hooks), or the exported network of an ``ExportedModel`` (wrapped)."""
 
     def __init__(self, model, device):
         self.device = device
         self.last_end = None
-        self.handles = [m.register_forward_hook(self._hook) for m in model.children()]
+        self.model = model
+        if hasattr(model, "network"):  # d2_instseg.export.ExportedModel
+            self.network = model.network
+            model.network = self._timed_network
+            self.handles = []
+        else:
+            self.network = None
+            self.handles = [m.register_forward_hook(self._hook) for m in model.children()]
 
     def _hook(self, *args):
         synchronize(self.device)
         self.last_end = time.perf_counter()
+
+    def _timed_network(self, x):
+        out = self.network(x)
+        self._hook()
+        return out
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+        if self.network is not None:
+            self.model.network = self.network
+
+
+class Autocast:
+    """The eager model under ``torch.autocast(dtype=bfloat16)`` (the ``bf16`` backend), called like
+    the model; ``children()`` are the model's, for :class:`ForwardSplit`."""
+
+    def __init__(self, model, device):
+        self.model, self.device_type = model, device.split(":")[0]
+
+    def children(self):
+        return self.model.children()
+
+    def __call__(self, batched_inputs):
+        import torch
+
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            return self.model(batched_inputs)
 
 
 def time_inference(model, inputs, device, warmup, iters):
@@ -107,8 +153,7 @@ def time_inference(model, inputs, device, warmup, iters):
             if i >= warmup:
                 totals.append(end - start)
                 forwards.append((split.last_end or end) - start)
-    for h in split.handles:
-        h.remove()
+    split.remove()
     return totals, forwards
 
 
@@ -180,8 +225,32 @@ def step_timer(device):
     return StepTimer()
 
 
+def backend_model(model, cfg, backend, size, calibration_batches, device):
+    """The prepared eager ``model`` as ``backend`` runs it (see the module docstring); exported
+    files go to a temporary folder, removed when the process ends."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from d2_instseg.export import ExportedModel, export_model, quantize_int8
+    from d2_instseg.export.quantize import network_inputs
+
+    if backend == "eager":
+        return model
+    if backend == "bf16":
+        return Autocast(model, device)
+    folder = tempfile.mkdtemp(prefix="d2_instseg_bench_")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    fmt = "torchscript" if backend == "torchscript" else "onnx"
+    path = export_model(model, cfg, folder, fmt, size=size)
+    if backend == "int8":
+        inputs = network_inputs(ExportedModel(path, device=device), calibration_batches)
+        path = quantize_int8(path, os.path.join(folder, "model.int8.onnx"), inputs)
+    return ExportedModel(path, device=device)
+
+
 def worker(args):
-    """One config at one size, in this process; prints one JSON line."""
+    """One config at one size and backend, in this process; prints one JSON line."""
     import torch
 
     from d2_instseg.engine import Trainer
@@ -210,16 +279,20 @@ def worker(args):
             for _ in range(n)
         ]
 
+    flops = count_flops(model, batch(1))  # the eager network's, whatever the backend
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    calibration = (batch(1) for _ in range(args.calib_images))
+    model = backend_model(model, cfg, args.backend, (h, w), calibration, args.device)
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     totals, forwards = time_inference(model, batch(1), args.device, args.warmup, args.iters)
-    flops = count_flops(model, batch(1))
     with torch.no_grad():
         output = model(batch(1))[0]
     lo, med, hi = quartiles(totals)
     fwd = statistics.median(forwards)
     row = {
         "config": args.config_file[0],
+        "backend": args.backend,
         "size": f"{h}x{w}",
         "device": args.device,
         "threads": torch.get_num_threads(),
@@ -228,7 +301,7 @@ def worker(args):
         "forward_ms": 1000 * fwd,
         "postprocess_ms": 1000 * (med - fwd),
         "postprocess_fraction": (med - fwd) / med,
-        "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+        "params_M": params,
         "gflops": flops / 1e9,
         "achieved_gflops_per_s": flops / 1e9 / fwd,
         "throughput": {},
@@ -244,7 +317,7 @@ def worker(args):
         row["peak_memory_MB"] = torch.cuda.max_memory_allocated() / 2**20
     else:
         row["peak_memory_MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if args.train_iters:
+    if args.train_iters and args.backend == "eager":
         row["train_iters_per_s"] = train_speed(cfg, args.train_iters, (h, w), args.train_batch)
         row["train_ims_per_batch"] = args.train_batch
     print("BENCHMARK_ROW " + json.dumps(row), flush=True)
@@ -278,13 +351,17 @@ def dense_throughput(device, threads):
     return results
 
 
-def run_row(config, size, args):
+def run_row(config, size, backend, args):
     cmd = [
         sys.executable,
         os.path.abspath(__file__),
         "--worker",
         "--config-file",
         config,
+        "--backend",
+        backend,
+        "--calib-images",
+        str(args.calib_images),
         "--sizes",
         size,
         "--device",
@@ -310,7 +387,9 @@ def run_row(config, size, args):
     for line in proc.stdout.splitlines():
         if line.startswith("BENCHMARK_ROW "):
             return json.loads(line[len("BENCHMARK_ROW ") :])
-    raise RuntimeError(f"Benchmark of {config} at {size} failed:\n{proc.stderr[-3000:]}")
+    raise RuntimeError(
+        f"Benchmark of {config} ({backend}) at {size} failed:\n{proc.stderr[-3000:]}"
+    )
 
 
 def add_ratios(rows):
@@ -325,6 +404,13 @@ def add_ratios(rows):
     for row in rows:
         ref = next(r for r in rows if r["config"] == REFERENCE and r["size"] == row["size"])
         row["ratio_to_mask_rcnn"] = {k: row[k] / ref[k] for k in keys if k in row and ref.get(k)}
+        eager = [
+            r
+            for r in rows
+            if (r["config"], r["size"], r["backend"]) == (row["config"], row["size"], "eager")
+        ]
+        if eager:
+            row["latency_ratio_to_eager"] = row["latency_ms"] / eager[0]["latency_ms"]
 
 
 def _or_dash(value):
@@ -333,18 +419,21 @@ def _or_dash(value):
 
 def format_table(rows, peak):
     header = (
-        "| model | size | latency ms (IQR) | x Mask R-CNN | forward / post ms | post % | "
-        "instances | GFLOPs | achieved GFLOP/s | % of dense | params M | peak MB | "
+        "| model | backend | size | latency ms (IQR) | x Mask R-CNN | x eager | forward / post ms "
+        "| post % | instances | GFLOPs | achieved GFLOP/s | % of dense | params M | peak MB | "
         "imgs/s at batch | train it/s |"
     )
-    lines = [header, "|" + "---|" * 14]
+    lines = [header, "|" + "---|" * 16]
     for r in rows:
         name = "Mask R-CNN R50-FPN (reference)" if r["config"] == REFERENCE else r["config"]
         tp = ", ".join(f"{v:.2f}@{b}" for b, v in r["throughput"].items()) or "-"
         train = f"{r['train_iters_per_s']:.2f}" if "train_iters_per_s" in r else "-"
+        to_eager = r.get("latency_ratio_to_eager")
         lines.append(
-            f"| {name} | {r['size']} | {r['latency_ms']:.0f} ({r['latency_iqr_ms'][0]:.0f}-"
-            f"{r['latency_iqr_ms'][1]:.0f}) | {r['ratio_to_mask_rcnn']['latency_ms']:.2f} | "
+            f"| {name} | {r['backend']} | {r['size']} | {r['latency_ms']:.0f} "
+            f"({r['latency_iqr_ms'][0]:.0f}-{r['latency_iqr_ms'][1]:.0f}) | "
+            f"{r['ratio_to_mask_rcnn']['latency_ms']:.2f} | "
+            f"{'-' if to_eager is None else f'{to_eager:.2f}'} | "
             f"{r['forward_ms']:.0f} / {r['postprocess_ms']:.0f} | "
             f"{100 * r['postprocess_fraction']:.0f} | {_or_dash(r.get('instances'))} | "
             f"{r['gflops']:.1f} | "
@@ -361,13 +450,14 @@ def plot_latency(rows, out_png):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for config in dict.fromkeys(r["config"] for r in rows):
+    for config, backend in dict.fromkeys((r["config"], r["backend"]) for r in rows):
         pts = sorted(
             (parse_size(r["size"])[0] * parse_size(r["size"])[1] / 1e6, r["latency_ms"])
             for r in rows
-            if r["config"] == config
+            if (r["config"], r["backend"]) == (config, backend)
         )
         label = "Mask R-CNN R50-FPN" if config == REFERENCE else os.path.basename(config)
+        label += "" if backend == "eager" else f" ({backend})"
         ax.plot(*zip(*pts), marker="o", label=label)
     ax.set_xlabel("input size (megapixels)")
     ax.set_ylabel("latency per image (ms)")
@@ -389,6 +479,17 @@ def main():
     parser.add_argument("--train-iters", type=int, default=3, help="0 skips the training speed")
     parser.add_argument("--train-batch", type=int, default=2, help="images per training iteration")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps the default")
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        choices=BACKENDS,
+        default=["eager"],
+        help="how each config runs (the reference: eager fp32 always)",
+    )
+    parser.add_argument(
+        "--calib-images", type=int, default=4, help="random calibration images of the int8 rows"
+    )
+    parser.add_argument("--backend", default="eager", help=argparse.SUPPRESS)
     parser.add_argument("--output", default="output/benchmark/benchmark.json")
     parser.add_argument(
         "--malloc",
@@ -421,9 +522,10 @@ def main():
     peak = dense_throughput(args.device, args.threads)
     rows = []
     for size in args.sizes:
-        for config in [REFERENCE] + args.config_file:
-            print(f"benchmarking {config} at {size} ...", flush=True)
-            rows.append(run_row(config, size, args))
+        runs = [(REFERENCE, "eager")] + [(c, b) for c in args.config_file for b in args.backends]
+        for config, backend in runs:
+            print(f"benchmarking {config} ({backend}) at {size} ...", flush=True)
+            rows.append(run_row(config, size, backend, args))
     add_ratios(rows)
     best = max(peak.values())
     table = format_table(rows, best)

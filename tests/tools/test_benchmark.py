@@ -68,3 +68,25 @@ def test_benchmark_writes_valid_json(tmp_path):
         assert 0 <= row["instances"] <= 100
     assert reference["instances"] > 0 and ours["instances"] > 0
     assert (tmp_path / "bench_latency.png").stat().st_size > 1000
+
+
+def test_benchmark_backend_rows(tmp_path):
+    """One config on every backend: a row each, in order after the eager fp32 reference, each with
+    its ratio to the same config's eager row (1 for the eager row itself)."""
+    out = tmp_path / "bench.json"
+    backends = ["eager", "bf16", "torchscript", "onnxruntime", "int8"]
+    cmd = [sys.executable, "tools/benchmark.py", "--config-file", "configs/shapes/cpnet.yaml"]
+    cmd += ["--sizes", "64x64", "--batch-sizes", "1", "--warmup", "0", "--iters", "1"]
+    cmd += ["--train-iters", "0", "--calib-images", "1", "--output", str(out)]
+    cmd += ["--backends", *backends]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["backend"] for r in rows] == ["eager"] + backends
+    assert rows[0]["config"].endswith("mask_rcnn_R_50_FPN_3x.yaml")
+    ours = rows[1:]
+    assert ours[0]["latency_ratio_to_eager"] == 1.0
+    for row in ours:
+        assert row["latency_ms"] > 0 and row["forward_ms"] <= row["latency_ms"]
+        assert row["gflops"] == ours[0]["gflops"]  # the eager network's count on every backend
+    assert "| int8 | 64x64 |" in proc.stdout

@@ -1,0 +1,177 @@
+#!/usr/bin/env python
+"""Tiled inference on a large mosaic against the same images segmented one by one.
+
+    python tools/tiling_eval.py --config-file configs/shapes/centermask.yaml --size 4096 \
+        --tile 512 --overlap 96 --output output/tiling/centermask.json \
+        MODEL.WEIGHTS output/centermask/model_final.pth
+
+Builds a ``size`` x ``size`` mosaic of ``cell`` x ``cell`` cells from DATASETS.TEST[0] (each image
+cropped to the cell, or padded with its mean colour; the images repeat when there are fewer than
+cells), with the ground truth moved along. Then, in this process:
+
+1. one by one: every cell through ``d2_instseg.Predictor`` (no tiling), its instances moved to
+   their place in the mosaic;
+2. tiled: the whole mosaic through the Predictor with ``TEST.TILING`` (``--tile``, ``--overlap``),
+   peak memory measured as the growth of the process' peak RSS over what it held before (and, if
+   ``--memory-only``, nothing else runs first, so the figure is the whole process' peak).
+
+Both are scored as one image by COCO mask AP (pycocotools, up to 100,000 detections) against the
+same ground truth: the difference is what tiling costs. Prints a JSON line and writes --output.
+"""
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+import tqdm
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.detection_utils import annotations_to_instances, read_image
+from detectron2.structures import Boxes, Instances
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+import d2_instseg  # noqa: F401  (registers models and datasets)
+from d2_instseg.engine import Predictor, setup_cfg
+from d2_instseg.engine.predictions import coco_results
+from d2_instseg.engine.tiling import crop_to_rle
+
+MAX_DETECTIONS = 100_000
+
+
+def argument_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--size", type=int, default=4096, help="mosaic side, pixels")
+    parser.add_argument("--cell", type=int, default=128, help="cell side, pixels")
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--overlap", type=int, default=96, help="at least the largest object")
+    parser.add_argument("--memory-only", action="store_true", help="only the tiled run")
+    parser.add_argument("--output", default="output/tiling/result.json")
+    parser.add_argument("opts", default=[], nargs=argparse.REMAINDER)
+    return parser
+
+
+def fit_to_cell(image: np.ndarray, cell: int) -> np.ndarray:
+    """(H, W, 3) -> (cell, cell, 3): cropped at the bottom / right, padded with the mean colour."""
+    out = np.empty((cell, cell, 3), dtype=image.dtype)
+    out[:] = image.reshape(-1, 3).mean(0).astype(image.dtype)
+    h, w = min(cell, image.shape[0]), min(cell, image.shape[1])
+    out[:h, :w] = image[:h, :w]
+    return out
+
+
+def build_mosaic(dicts, size: int, cell: int, image_format: str):
+    """The mosaic (size, size, 3), its cells [(y, x, cell image)], and COCO ground truth."""
+    per_side = size // cell
+    mosaic = np.zeros((size, size, 3), dtype=np.uint8)
+    cells, annotations = [], []
+    for i in tqdm.trange(per_side * per_side, desc="mosaic"):
+        d = dicts[i % len(dicts)]
+        y, x = (i // per_side) * cell, (i % per_side) * cell
+        image = fit_to_cell(read_image(d["file_name"], format=image_format), cell)
+        mosaic[y : y + cell, x : x + cell] = image
+        cells.append((y, x, image))
+        gt = annotations_to_instances(d["annotations"], (d["height"], d["width"]), "bitmask")
+        for mask, label in zip(gt.gt_masks.tensor.numpy(), gt.gt_classes.tolist()):
+            crop = mask[:cell, :cell]
+            if not crop.any():
+                continue
+            rle = crop_to_rle(crop, y, x, size, size)
+            rle["counts"] = rle["counts"].decode("ascii")
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": 1,
+                    "category_id": label,
+                    "segmentation": rle,
+                    "area": float(mask_util.area(rle)),
+                    "bbox": mask_util.toBbox(rle).tolist(),
+                    "iscrowd": 0,
+                }
+            )
+    return mosaic, cells, annotations
+
+
+def shift(instances: Instances, y: int, x: int, size: int) -> Instances:
+    """One cell's instances as instances of the mosaic (masks as RLE)."""
+    out = Instances((size, size))
+    out.pred_boxes = Boxes(instances.pred_boxes.tensor + torch.tensor([x, y, x, y]))
+    out.scores, out.pred_classes = instances.scores, instances.pred_classes
+    masks = instances.pred_masks.numpy().astype(bool)
+    out.pred_masks_rle = [crop_to_rle(m, y, x, size, size) for m in masks]
+    return out
+
+
+def mask_ap(gt: COCO, results) -> dict:
+    if not results:
+        return {"AP": 0.0, "AP50": 0.0, "detections": 0}
+    evaluator = COCOeval(gt, gt.loadRes(results), "segm")
+    evaluator.params.maxDets = [1, 10, MAX_DETECTIONS]
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    return {
+        "AP": 100 * evaluator.stats[0],
+        "AP50": 100 * evaluator.stats[1],
+        "detections": len(results),
+    }
+
+
+def main(argv=None):
+    args = argument_parser().parse_args(argv)
+    cfg = setup_cfg(args, run_default_setup=False, check_data=False)
+    dicts = DatasetCatalog.get(cfg.DATASETS.TEST[0])
+    mosaic, cells, annotations = build_mosaic(dicts, args.size, args.cell, cfg.INPUT.FORMAT)
+    # the ground truth's category ids are the contiguous classes: results keep them as they are
+    num_classes = len(MetadataCatalog.get(cfg.DATASETS.TEST[0]).thing_classes)
+    identity = list(range(num_classes))
+    gt = COCO()
+    gt.dataset = {
+        "images": [{"id": 1, "height": args.size, "width": args.size}],
+        "annotations": annotations,
+        "categories": [{"id": c, "name": str(c)} for c in range(num_classes)],
+    }
+    gt.createIndex()
+    bgr = mosaic if cfg.INPUT.FORMAT == "BGR" else mosaic[:, :, ::-1]
+    report = {"config": args.config_file, "size": args.size, "cell": args.cell}
+    report.update(tile=args.tile, overlap=args.overlap, objects=len(annotations))
+    if not args.memory_only:
+        single = Predictor(cfg)
+        results, start = [], time.perf_counter()
+        for y, x, image in tqdm.tqdm(cells, desc="one by one"):
+            image = image if cfg.INPUT.FORMAT == "BGR" else image[:, :, ::-1]
+            instances = single(np.ascontiguousarray(image))["instances"].to("cpu")
+            results += coco_results(shift(instances, y, x, args.size), 1, identity)
+        report["one_by_one"] = dict(mask_ap(gt, results), seconds=time.perf_counter() - start)
+        del single
+    tiled_cfg = cfg.clone()
+    tiled_cfg.defrost()
+    tiled_cfg.TEST.TILING.ENABLED = True
+    tiled_cfg.TEST.TILING.TILE, tiled_cfg.TEST.TILING.OVERLAP = args.tile, args.overlap
+    tiled = Predictor(tiled_cfg)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    instances = tiled(np.ascontiguousarray(bgr))["instances"]
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report["tiled"] = {"seconds": seconds, "peak_rss_MB": peak, "rss_growth_MB": peak - before}
+    if not args.memory_only:
+        report["tiled"].update(mask_ap(gt, coco_results(instances, 1, identity)))
+    else:
+        report["tiled"]["detections"] = len(instances)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump(report, f, indent=2)
+    print("TILING " + json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    with torch.no_grad():
+        sys.exit(main())
