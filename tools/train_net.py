@@ -3,6 +3,8 @@
 
     python tools/train_net.py --config-file configs/shapes/mask_rcnn_R18_FPN.yaml
     python tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS path/to/model.pth
+    python tools/train_net.py --config-file CFG --eval-only TEST.BACKEND onnxruntime \
+        MODEL.WEIGHTS exported/model.int8.onnx      # an export of tools/export_model.py
     python tools/train_net.py --config-file CFG --num-gpus 2            # 2 processes (gloo on CPU)
     python tools/train_net.py --config-file CFG --resume
     python tools/train_net.py --config-file configs/shapes/mask_rcnn_R18_FPN.yaml \
@@ -28,7 +30,13 @@ from detectron2.utils import comm
 from torch.multiprocessing.spawn import ProcessException
 
 import d2_instseg  # noqa: F401  (registers models and datasets)
-from d2_instseg.engine import SafeCheckpointer, Trainer, requirements_report, setup_cfg
+from d2_instseg.engine import (
+    SafeCheckpointer,
+    Trainer,
+    load_exported,
+    requirements_report,
+    setup_cfg,
+)
 
 
 def argument_parser():
@@ -62,14 +70,22 @@ def main(args):
     # which process is which rank (rank > 0 log to OUTPUT_DIR/log.txt.rank<r>)
     logging.getLogger("detectron2").info(f"Rank {comm.get_rank()} runs as pid {os.getpid()}")
     if args.eval_only:
-        model = Trainer.build_model(cfg)
-        SafeCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
+        if cfg.TEST.BACKEND == "torch":
+            model = Trainer.build_model(cfg)
+            SafeCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+                cfg.MODEL.WEIGHTS, resume=args.resume
+            )
+        else:  # the exported file MODEL.WEIGHTS behind the eager model's inference function
+            model = load_exported(cfg)
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
     else:
+        if cfg.TEST.BACKEND != "torch":
+            raise SystemExit(
+                f"TEST.BACKEND {cfg.TEST.BACKEND!r} runs an exported model: use it with "
+                "--eval-only (or d2_instseg.Predictor); training needs TEST.BACKEND 'torch'"
+            )
         trainer = Trainer(cfg)
         trainer.resume_or_load(resume=args.resume)
         results = trainer.train()

@@ -13,16 +13,17 @@ from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 
 from ..engine import Predictor
+from ..engine.config import BACKENDS
 from ..engine.weights import check_weights_reachable
 from ..utils.config_registry import add_d2_instseg_config
-
-BACKENDS = ("torch",)  # d2_instseg.Predictor; exported-model backends plug in here
 
 
 @dataclass
 class ModelSpec:
     """One entry of ``models.yaml``: ``name: {config: PATH, weights: PATH, backend: torch,
-    opts: [KEY, VALUE, ...]}`` (paths relative to the file's folder or absolute)."""
+    opts: [KEY, VALUE, ...]}`` (paths relative to the file's folder or absolute). ``backend`` is
+    the Predictor's TEST.BACKEND: "torch" (weights: a checkpoint), "torchscript" or "onnxruntime"
+    (weights: a file of ``tools/export_model.py`` with its sidecar beside it)."""
 
     name: str
     config: str
@@ -86,6 +87,7 @@ def build_model(spec: ModelSpec) -> LoadedModel:
     cfg.merge_from_file(spec.config)
     cfg.merge_from_list(list(spec.opts))
     cfg.MODEL.WEIGHTS = spec.weights
+    cfg.TEST.BACKEND = spec.backend  # "torch", or an export run by "torchscript" / "onnxruntime"
     if cfg.MODEL.DEVICE.startswith("cuda"):
         import torch
 

@@ -272,3 +272,43 @@ def test_models_yaml_errors_name_the_file_and_model(tmp_path, text, words):
     with pytest.raises(ValueError) as error:
         load_specs(str(path))
     assert words in str(error.value) and str(path) in str(error.value)
+
+
+def test_exported_backend_answers_as_the_torch_backend(tmp_path, models_yaml, client, shapes_png):
+    """A models.yaml entry with ``backend: onnxruntime`` and an ONNX export of the same FCN-8s
+    weights: the page's model answers with the class areas of the torch backend's model (argmax of
+    the same logits, up to float rounding: within 0.5 % of the image)."""
+    import yaml
+    from detectron2.modeling import build_model
+
+    from d2_instseg.engine import SafeCheckpointer, prepare_for_inference
+    from d2_instseg.export import export_model
+
+    from ..conftest import REPO, shapes_cfg
+
+    spec = load_specs(models_yaml)["fcn8s"]
+    cfg = shapes_cfg("configs/shapes/fcn8s.yaml")
+    model = build_model(cfg).eval()
+    SafeCheckpointer(model).load(spec.weights)
+    onnx = export_model(prepare_for_inference(model, cfg), cfg, str(tmp_path), "onnx")
+    entry = {"config": f"{REPO}/configs/shapes/fcn8s.yaml", "weights": onnx}
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump({"fcn8s_onnx": {**entry, "backend": "onnxruntime"}}))
+    data, rgb = shapes_png
+    with TestClient(create_app(load_specs(str(path)), LIMITS)) as exported:
+        r = _predict(exported, data, model="fcn8s_onnx")
+    assert r.status_code == 200, r.text
+    areas = {c["name"]: c["area"] for c in r.json()["classes"]}
+    expected = {
+        c["name"]: c["area"] for c in _predict(client, data, model="fcn8s").json()["classes"]
+    }
+    for name in set(areas) | set(expected):
+        assert abs(areas.get(name, 0) - expected.get(name, 0)) <= 0.005 * rgb[..., 0].size
+
+
+def test_models_yaml_refuses_an_unknown_backend(tmp_path):
+    (tmp_path / "c.yaml").write_text("MODEL: {}\n")
+    path = tmp_path / "models.yaml"
+    path.write_text("m: {config: c.yaml, weights: w.onnx, backend: tensorrt}\n")
+    with pytest.raises(ValueError, match="backend must be one of .*onnxruntime"):
+        load_specs(str(path))
