@@ -35,8 +35,47 @@ def network_inputs(model: ExportedModel, batched_inputs: Iterable[List[Dict]]) -
     return recorded
 
 
+# Ops whose weights the quantiser turns to int8 (the layers that make an output are among them).
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def output_layers(onnx_path: str) -> List[str]:
+    """Names of the nodes that stay float32 with ``fp32_output_layers``: the layer that makes each
+    graph output (walking back from the output through its first input, the first weighted node
+    of :data:`WEIGHTED_OPS` met), and every node downstream of those layers (activations, peak
+    max-pooling, top-k, reshapes: quantised there, a score would be compared in 8 bits)."""
+    import onnx
+
+    graph = onnx.load(onnx_path, load_external_data=False).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    layers = []
+    for output in graph.output:
+        node = producer.get(output.name)
+        for _ in range(8):  # a few reshapes / splits / activations between layer and output
+            if node is None or not node.input:
+                break
+            if node.op_type in WEIGHTED_OPS:
+                layers.append(node)
+                break
+            node = producer.get(node.input[0])
+    # downstream: nodes in graph order (topological) reading a tensor made by a kept node
+    tensors = {out for node in layers for out in node.output}
+    found = {node.name for node in layers}
+    for node in graph.node:
+        if any(i in tensors for i in node.input):
+            found.add(node.name)
+            tensors.update(node.output)
+    return sorted(found)
+
+
 def quantize_int8(
-    onnx_path: str, output_path: str, calibration: List[np.ndarray], *, per_channel: bool = True
+    onnx_path: str,
+    output_path: str,
+    calibration: List[np.ndarray],
+    *,
+    per_channel: bool = True,
+    fp32_output_layers: bool = True,
+    calibration_method: str = "MinMax",
 ) -> str:
     """Quantise ``onnx_path`` (an fp32 export with its sidecar) to ``output_path`` and write its
     sidecar (the source's, with a "quantization" entry).
@@ -44,6 +83,11 @@ def quantize_int8(
     Args:
         calibration: network inputs (:func:`network_inputs`) whose activation ranges set the scales.
         per_channel: one weight scale per output channel (else per tensor).
+        fp32_output_layers: keep the layers that make the outputs and what follows them
+            (:func:`output_layers`: the heatmap, shape, saliency, seed and class-logit layers) in
+            float32, the usual practice for the last layers, whose outputs are thresholded, ranked
+            or arg-maxed: an 8-bit logit turns near-equal scores into ties. They are a small part
+            of the compute.
     Returns:
         ``output_path``.
     """
@@ -71,6 +115,7 @@ def quantize_int8(
             item = next(self.items, None)
             return None if item is None else {input_name: item}
 
+    excluded = output_layers(onnx_path) if fp32_output_layers else []
     prepared = output_path + ".prepared.onnx"
     try:
         # Shape inference and graph clean-up first, as ONNX Runtime's quantiser recommends.
@@ -83,7 +128,8 @@ def quantize_int8(
             per_channel=per_channel,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
+            calibrate_method=getattr(CalibrationMethod, calibration_method),
+            nodes_to_exclude=excluded,
         )
     finally:
         if os.path.exists(prepared):
@@ -95,6 +141,7 @@ def quantize_int8(
             "type": "int8 static, QDQ, activations uint8 per tensor (min-max calibration), "
             f"weights int8 {'per channel' if per_channel else 'per tensor'}",
             "calibration_inputs": len(calibration),
+            "float32_nodes": excluded,
             "source": os.path.basename(onnx_path),
         },
     )

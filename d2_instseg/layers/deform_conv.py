@@ -83,19 +83,6 @@ def modulated_deform_conv2d(
         )
     if 2 * padding != dilation * (kh - 1) or 2 * padding != dilation * (kw - 1):
         raise ValueError(f"padding {padding} does not keep the size of a {kh}x{kw} kernel")
-    # Positions and weights in float32 whatever the input dtype: in half precision a position near
-    # pixel 1024 would be rounded to 0.5 px. The weights are cast to the input's dtype for the
-    # gather.
-    arange = lambda size: torch.arange(size, device=x.device, dtype=torch.float32)  # noqa: E731
-    # Sample positions ordered (N, H, W, K): each pixel's K samples are adjacent in the columns.
-    off = offset.float().view(n, k, 2, h, w).permute(0, 3, 4, 1, 2).contiguous()
-    tap_y = (dilation * arange(kh)).repeat_interleave(kw)  # (K,) row-major kernel positions
-    tap_x = (dilation * arange(kw)).repeat(kh)
-    py = arange(h).view(h, 1, 1) - padding + tap_y + off[..., 0]  # (N, H, W, K)
-    px = arange(w).view(1, w, 1) - padding + tap_x + off[..., 1]
-    index, corner_weight = _bilinear_corners(py, px, n, h, w)
-    corner_weight = (corner_weight * mask.float().permute(0, 2, 3, 1).unsqueeze(-1)).to(x.dtype)
-    rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)  # a view when x is channels-last
     if torch.onnx.is_in_onnx_export():
         # ONNX has no EmbeddingBag; its DeformConv (opset 19, which d2_instseg.export maps
         # torchvision's op to) is the same function, and ONNX Runtime's CPU kernel measured as fast
@@ -109,6 +96,19 @@ def modulated_deform_conv2d(
             dilation=(dilation, dilation),
             mask=mask,
         )
+    # Positions and weights in float32 whatever the input dtype: in half precision a position near
+    # pixel 1024 would be rounded to 0.5 px. The weights are cast to the input's dtype for the
+    # gather.
+    arange = lambda size: torch.arange(size, device=x.device, dtype=torch.float32)  # noqa: E731
+    # Sample positions ordered (N, H, W, K): each pixel's K samples are adjacent in the columns.
+    off = offset.float().view(n, k, 2, h, w).permute(0, 3, 4, 1, 2).contiguous()
+    tap_y = (dilation * arange(kh)).repeat_interleave(kw)  # (K,) row-major kernel positions
+    tap_x = (dilation * arange(kw)).repeat(kh)
+    py = arange(h).view(h, 1, 1) - padding + tap_y + off[..., 0]  # (N, H, W, K)
+    px = arange(w).view(1, w, 1) - padding + tap_x + off[..., 1]
+    index, corner_weight = _bilinear_corners(py, px, n, h, w)
+    corner_weight = (corner_weight * mask.float().permute(0, 2, 3, 1).unsqueeze(-1)).to(x.dtype)
+    rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)  # a view when x is channels-last
     columns = F.embedding_bag(
         index.reshape(-1, 4), rows, per_sample_weights=corner_weight.reshape(-1, 4), mode="sum"
     )  # (N * H * W * K, C_in)
