@@ -121,7 +121,8 @@ def _tile_candidates(
             tile,
             float(depth[i]),
             np.array([x0[i] + origin[1], y0[i] + origin[0], x1[i] + origin[1], y1[i] + origin[0]]),
-            masks[i, y0[i] : y1[i], x0[i] : x1[i]],
+            # a copy: a view would keep the tile's whole (N, h, w) masks alive until the end
+            masks[i, y0[i] : y1[i], x0[i] : x1[i]].copy(),
             float(scores[i]),
             int(labels[i]),
         )

@@ -97,6 +97,18 @@ def test_objects_on_seams_come_out_once_and_whole(shift):
     assert ((boxes[:, 2] - boxes[:, 0]) == 20).all() and ((boxes[:, 3] - boxes[:, 1]) == 20).all()
 
 
+def test_kept_masks_do_not_hold_the_tiles_masks():
+    """What is kept of a tile's instance until the end is its box-sized crop, owning its memory: a
+    view would keep the tile's whole (N, h, w) masks alive, and memory would grow with the number
+    of tiles (seen: +2.5 GB for 100 tiles of 512 px) instead of staying bounded by one tile."""
+    from d2_instseg.engine.tiling import _tile_candidates
+
+    image, squares = seam_image()
+    instances = segment_components()(image[:128, :128])["instances"]
+    candidates = _tile_candidates(instances, 0, (0, 0), (0, 0, 112, 112), 8)
+    assert candidates and all(c.crop.flags.owndata and c.crop.shape == (20, 20) for c in candidates)
+
+
 def test_an_object_larger_than_the_overlap_is_not_duplicated():
     """A 60-px bar across a 32-px overlap cannot be whole in either tile: it comes out cut, but
     never twice over the same pixels."""
