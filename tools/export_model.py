@@ -30,7 +30,13 @@ from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 
 import d2_instseg  # noqa: F401  (registers models and datasets)
-from d2_instseg.engine import SafeCheckpointer, Trainer, prepare_for_inference, setup_cfg
+from d2_instseg.engine import (
+    SafeCheckpointer,
+    Trainer,
+    add_dataset_argument,
+    prepare_for_inference,
+    setup_cfg,
+)
 from d2_instseg.export import FORMATS, ExportedModel, export_model, quantize_int8
 from d2_instseg.export.quantize import network_inputs
 
@@ -63,13 +69,7 @@ def argument_parser():
         metavar="N",
         help="calibration images for --quantize (the first N of DATASETS.TRAIN[0])",
     )
-    parser.add_argument(
-        "--dataset",
-        action="append",
-        default=[],
-        metavar="NAME:JSON:IMAGE_DIR",
-        help="register a COCO-format instances dataset under NAME (repeatable)",
-    )
+    add_dataset_argument(parser)
     parser.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config KEY VALUE pairs")
     return parser
 

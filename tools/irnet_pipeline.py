@@ -14,7 +14,7 @@ import sys
 
 from detectron2.engine import default_argument_parser
 
-from d2_instseg.engine import check_weights_reachable, setup_cfg
+from d2_instseg.engine import add_dataset_argument, check_weights_reachable, setup_cfg
 from d2_instseg.irnet.pipeline import IRNetPipeline, parse_steps
 from d2_instseg.irnet.steps import STEPS
 
@@ -24,9 +24,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--steps", default="all", help="'all' or a comma list of: " + ", ".join(STEPS)
     )
-    parser.add_argument(
-        "--dataset", action="append", default=[], help="register NAME:json:images (repeatable)"
-    )
+    add_dataset_argument(parser)
     args = parser.parse_args(argv)
     steps = parse_steps(args.steps)
     cfg = setup_cfg(args)  # checks the datasets and the CAM step's MODEL.WEIGHTS

@@ -39,7 +39,7 @@ from detectron2.utils.logger import setup_logger
 
 import d2_instseg  # noqa: F401  (registers models and datasets)
 from d2_instseg.data.image_files import list_images, read_image_file
-from d2_instseg.engine import Predictor, setup_cfg
+from d2_instseg.engine import Predictor, add_dataset_argument, setup_cfg
 from d2_instseg.engine.predictions import (
     category_ids,
     class_label_image,
@@ -62,13 +62,7 @@ def argument_parser():
     parser.add_argument(
         "--confidence-threshold", type=float, default=0.0, help="drop instances scored below"
     )
-    parser.add_argument(
-        "--dataset",
-        action="append",
-        default=[],
-        metavar="NAME:JSON:IMAGE_DIR",
-        help="register a COCO-format dataset under NAME (its categories name the classes)",
-    )
+    add_dataset_argument(parser)
     parser.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config KEY VALUE pairs")
     return parser
 

@@ -33,6 +33,7 @@ import d2_instseg  # noqa: F401  (registers models and datasets)
 from d2_instseg.engine import (
     SafeCheckpointer,
     Trainer,
+    add_dataset_argument,
     load_exported,
     requirements_report,
     setup_cfg,
@@ -41,13 +42,7 @@ from d2_instseg.engine import (
 
 def argument_parser():
     parser = default_argument_parser()
-    parser.add_argument(
-        "--dataset",
-        action="append",
-        default=[],
-        metavar="NAME:JSON:IMAGE_DIR",
-        help="register a COCO-format instances dataset under NAME (repeatable)",
-    )
+    add_dataset_argument(parser)
     parser.add_argument(
         "--dist-timeout",
         type=float,

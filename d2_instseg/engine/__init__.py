@@ -5,6 +5,7 @@ from . import config  # noqa: F401  (registers the engine's config part)
 from .checkpoint import CheckpointCorruptError, SafeCheckpointer
 from .predictor import Predictor, load_exported, prepare_for_inference
 from .setup import (
+    add_dataset_argument,
     check_dataset_classes,
     check_datasets_present,
     requirements_report,
@@ -16,6 +17,7 @@ from .trainer import Trainer, build_evaluator_for_dataset
 from .weights import WeightsUnavailableError, check_weights_reachable
 
 __all__ = [
+    "add_dataset_argument",
     "CheckpointCorruptError",
     "Predictor",
     "SafeCheckpointer",

@@ -147,6 +147,19 @@ def check_dataset_classes(cfg: CfgNode, *, eval_only: bool = False) -> None:
                     )
 
 
+def add_dataset_argument(parser) -> None:
+    """The tools' ``--dataset NAME:JSON:IMAGE_DIR`` option (repeatable), read by :func:`setup_cfg`:
+    each COCO-format file is registered under NAME before the config is built."""
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="NAME:JSON:IMAGE_DIR",
+        help="register a COCO-format dataset under NAME (repeatable; its categories name the "
+        "classes)",
+    )
+
+
 def setup_cfg(args, *, run_default_setup: bool = True, check_data: bool = True) -> CfgNode:
     """Config from Detectron2-style ``args`` (config_file, opts, and our ``dataset`` list).
 
