@@ -162,15 +162,28 @@ def quartiles(values):
     return q[0], statistics.median(values), q[2]
 
 
-def count_flops(model, inputs):
+def count_flops(model, cfg, inputs, size):
+    """fvcore's FLOPs (one fused multiply-add = one flop) of one call. For a model whose network
+    is followed by a data-dependent loop (``inference_network`` on the whole image: CenterMask,
+    Spatial Embeddings) only the network is counted, on the batch it receives: fvcore traces the
+    whole call, one traced step per instance of a clustering loop (seen: 23 GB for a Spatial
+    Embeddings model whose random weights made thousands of seeds)."""
     import logging
 
-    from detectron2.utils.analysis import FlopCountAnalysis
-
     logging.getLogger("fvcore").setLevel(logging.ERROR)
-    analysis = FlopCountAnalysis(model, inputs)
+    if hasattr(model, "inference_network") and "crop_size" not in model.inference_params():
+        from fvcore.nn import FlopCountAnalysis
+
+        from d2_instseg.export import export_spec
+
+        spec = export_spec(model, cfg, size)
+        analysis = FlopCountAnalysis(spec.network, (spec.sample,))
+    else:
+        from detectron2.utils.analysis import FlopCountAnalysis
+
+        analysis = FlopCountAnalysis(model, inputs)
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    return float(analysis.total())  # fvcore counts one fused multiply-add as one flop
+    return float(analysis.total())
 
 
 def train_speed(cfg, iters, size, batch):
@@ -279,7 +292,7 @@ def worker(args):
             for _ in range(n)
         ]
 
-    flops = count_flops(model, batch(1))  # the eager network's, whatever the backend
+    flops = count_flops(model, cfg, batch(1), (h, w))  # the eager network's, whatever the backend
     params = sum(p.numel() for p in model.parameters()) / 1e6
     calibration = (batch(1) for _ in range(args.calib_images))
     model = backend_model(model, cfg, args.backend, (h, w), calibration, args.device)
