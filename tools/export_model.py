@@ -67,7 +67,8 @@ def argument_parser():
         type=int,
         default=64,
         metavar="N",
-        help="calibration images for --quantize (the first N of DATASETS.TRAIN[0])",
+        help="calibration images for --quantize (the first N of DATASETS.TRAIN[0]; the "
+        "calibration's memory grows with N and the image size)",
     )
     add_dataset_argument(parser)
     parser.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config KEY VALUE pairs")
