@@ -245,8 +245,8 @@ def backend_model(model, cfg, backend, size, calibration_batches, device):
     import shutil
     import tempfile
 
-    from d2_instseg.export import ExportedModel, export_model, quantize_int8
-    from d2_instseg.export.quantize import network_inputs
+    from d2_instseg.export import ExportedModel, export_model
+    from d2_instseg.export.quantize import quantize_int8_on_batches
 
     if backend == "eager":
         return model
@@ -257,8 +257,8 @@ def backend_model(model, cfg, backend, size, calibration_batches, device):
     fmt = "torchscript" if backend == "torchscript" else "onnx"
     path = export_model(model, cfg, folder, fmt, size=size)
     if backend == "int8":
-        inputs = network_inputs(ExportedModel(path, device=device), calibration_batches)
-        path = quantize_int8(path, os.path.join(folder, "model.int8.onnx"), inputs)
+        fp32, path = path, os.path.join(folder, "model.int8.onnx")
+        quantize_int8_on_batches(fp32, path, calibration_batches, device=device)
     return ExportedModel(path, device=device)
 
 

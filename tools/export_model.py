@@ -37,8 +37,8 @@ from d2_instseg.engine import (
     prepare_for_inference,
     setup_cfg,
 )
-from d2_instseg.export import FORMATS, ExportedModel, export_model, quantize_int8
-from d2_instseg.export.quantize import network_inputs
+from d2_instseg.export import FORMATS, export_model
+from d2_instseg.export.quantize import quantize_int8_on_batches
 
 logger = logging.getLogger("d2_instseg.export")
 
@@ -100,10 +100,9 @@ def main(argv=None) -> int:
     path = export_model(model, cfg, args.output, args.format, size=args.size)
     print(f"Wrote {path} and {path}.json")
     if args.quantize:
-        fp32 = ExportedModel(path, device=cfg.MODEL.DEVICE)
-        inputs = network_inputs(fp32, calibration_batches(cfg, args.calib_images))
         target = os.path.join(args.output, "model.int8.onnx")
-        quantize_int8(path, target, inputs)
+        batches = calibration_batches(cfg, args.calib_images)
+        inputs = quantize_int8_on_batches(path, target, batches, device=cfg.MODEL.DEVICE)
         print(f"Wrote {target} and {target}.json ({len(inputs)} calibration inputs)")
     return 0
 

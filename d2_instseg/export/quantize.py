@@ -12,7 +12,7 @@ import torch
 from .runtime import ExportedModel
 from .sidecar import read_sidecar, write_sidecar
 
-__all__ = ["network_inputs", "quantize_int8"]
+__all__ = ["network_inputs", "quantize_int8", "quantize_int8_on_batches"]
 
 
 def network_inputs(model: ExportedModel, batched_inputs: Iterable[List[Dict]]) -> List[np.ndarray]:
@@ -149,3 +149,13 @@ def quantize_int8(
     )
     write_sidecar(output_path, meta)
     return output_path
+
+
+def quantize_int8_on_batches(
+    onnx_path: str, output_path: str, batched_inputs: Iterable[List[Dict]], device: str = "cpu"
+) -> List[np.ndarray]:
+    """:func:`quantize_int8` calibrated on Detectron2 input batches: the fp32 export run on each
+    (:func:`network_inputs`) gives the calibration inputs. Returns those inputs."""
+    inputs = network_inputs(ExportedModel(onnx_path, device=device), batched_inputs)
+    quantize_int8(onnx_path, output_path, inputs)
+    return inputs
