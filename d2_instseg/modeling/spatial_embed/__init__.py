@@ -1,6 +1,6 @@
 """Spatial Embeddings (Neven et al., CVPR 2019): meta-architecture, decoder, loss and clustering."""
 
-from .cluster import cluster_class, cluster_instances
+from .cluster import cluster_class, cluster_instances, cluster_pixels, pixel_boxes, pixel_masks
 from .config import add_spatial_embed_config, check_spatial_embed_config
 from .decoder import SpatialEmbedDecoder
 from .embedding import coordinate_map, gaussian_phi, split_outputs
@@ -15,8 +15,11 @@ __all__ = [
     "check_spatial_embed_config",
     "cluster_class",
     "cluster_instances",
+    "cluster_pixels",
     "coordinate_map",
     "gaussian_phi",
+    "pixel_boxes",
+    "pixel_masks",
     "spatial_embed_image_loss",
     "split_outputs",
 ]

@@ -11,10 +11,10 @@ from typing import Callable, Dict, List
 
 import torch
 import torch.nn.functional as F
-from detectron2.structures import BitMasks, Instances
+from detectron2.structures import BitMasks, Boxes, Instances
 
 from ..preprocess import preprocess_image
-from .cluster import cluster_instances
+from .cluster import cluster_pixels, pixel_boxes, pixel_masks
 
 __all__ = ["cluster_image", "resize_instances", "spatial_embed_inference"]
 
@@ -27,33 +27,37 @@ def cluster_image(
     max_detections: int,
     **cluster_args,
 ) -> Instances:
-    """(2, h, w), (S, h, w), (C, h, w) -> Instances at (h, w) (pred_masks, pred_classes, scores;
-    no boxes yet), at most ``max_detections`` (the highest scores). ``cluster_args``: the
-    thresholds of :func:`cluster_instances`."""
-    masks, classes, scores = cluster_instances(embedding, sigma, seed, **cluster_args)
-    if len(scores) > max_detections:
-        keep = scores.topk(max_detections).indices
-        masks, classes, scores = masks[keep], classes[keep], scores[keep]
-    result = Instances(tuple(seed.shape[-2:]))
-    result.pred_masks = masks
+    """(2, h, w), (S, h, w), (C, h, w) -> Instances at (h, w) (pred_masks, pred_classes, scores,
+    pred_boxes from the masks), at most ``max_detections`` (the highest scores).
+    ``cluster_args``: the thresholds of :func:`cluster_pixels`."""
+    pixels, classes, scores = cluster_pixels(
+        embedding, sigma, seed, max_detections=max_detections, **cluster_args
+    )
+    height, width = seed.shape[-2:]
+    result = Instances((height, width))
+    result.pred_masks = pixel_masks(pixels, height, width, seed.device)
     result.pred_classes = classes
     result.scores = scores
+    result.pred_boxes = Boxes(pixel_boxes(pixels, width, seed.device))
     return result
 
 
 def resize_instances(instances: Instances, height: int, width: int) -> Instances:
-    """Masks resized (bilinear, > 0.5) to the requested output size; boxes from the masks."""
-    masks = instances.pred_masks
-    if tuple(masks.shape[-2:]) != (height, width):
-        masks = F.interpolate(
-            masks.unsqueeze(1).float(), size=(height, width), mode="bilinear", align_corners=False
-        )
-        masks = masks.squeeze(1) > 0.5
+    """Masks resized (bilinear, > 0.5) to the requested output size, boxes from the resized masks;
+    at the same size, unchanged."""
+    if instances.image_size == (height, width):
+        return instances
+    masks = F.interpolate(
+        instances.pred_masks.unsqueeze(1).float(),
+        size=(height, width),
+        mode="bilinear",
+        align_corners=False,
+    )
     result = Instances((height, width))
-    result.pred_masks = masks
+    result.pred_masks = masks.squeeze(1) > 0.5
     result.pred_classes = instances.pred_classes
     result.scores = instances.scores
-    result.pred_boxes = BitMasks(masks).get_bounding_boxes()
+    result.pred_boxes = BitMasks(result.pred_masks).get_bounding_boxes()
     return result
 
 

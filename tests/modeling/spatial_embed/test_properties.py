@@ -4,12 +4,16 @@ Gaussian phi, the clustering on random outputs, and the returned masks and boxes
 import pytest
 import torch
 from detectron2.structures import Instances
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from d2_instseg.modeling.spatial_embed.cluster import cluster_instances
+from d2_instseg.modeling.spatial_embed.cluster import (
+    cluster_instances,
+    cluster_pixels,
+    pixel_boxes,
+)
 from d2_instseg.modeling.spatial_embed.embedding import coordinate_map, gaussian_phi
-from d2_instseg.modeling.spatial_embed.inference import resize_instances
+from d2_instseg.modeling.spatial_embed.inference import cluster_image, resize_instances
 from d2_instseg.modeling.spatial_embed.loss import spatial_embed_image_loss
 
 SEEDS = st.integers(0, 2**31 - 1)
@@ -130,7 +134,8 @@ def test_clustering_invariants(case):
 def test_returned_masks_have_the_output_size_and_boxes_contain_them(h, w, height, width, seed):
     """Masks resized to the requested (height, width); each box is the tight box of its mask
     (every mask pixel (y, x) has x0 <= x < x1, y0 <= y < y1, touching all four sides); an empty
-    mask gets an all-zero box."""
+    mask gets an all-zero box. At the same size the instances are returned as they are."""
+    assume((h, w) != (height, width))
     g = torch.Generator().manual_seed(seed)
     r = Instances((h, w))
     r.pred_masks = torch.rand(3, h, w, generator=g) < torch.rand(3, 1, 1, generator=g)
@@ -144,3 +149,134 @@ def test_returned_masks_have_the_output_size_and_boxes_contain_them(h, w, height
             assert (box == 0).all()
             continue
         assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+
+
+def _reference_clustering(embedding, sigma, seed, seed_threshold, fg_threshold, min_pixels, mu):
+    """The clustering of one class as the paper's code writes it: every step scores all M
+    foreground pixels (O(M) per step). Returns (R, H, W) masks and (R,) scores."""
+    fg = seed.flatten() > fg_threshold
+    emb, sig, val = embedding.flatten(1)[:, fg], sigma.flatten(1)[:, fg], seed.flatten()[fg]
+    free = torch.ones_like(val, dtype=torch.bool)
+    masks, scores = [], []
+    while int(free.sum()) > min_pixels:
+        score, i = (val * free).max(dim=0)
+        if float(score) < seed_threshold:
+            break
+        free[i] = False
+        bandwidth = torch.exp((10 * sig[:, i]).clamp(max=80)).view(-1, 1)
+        proposal = torch.exp(-(((emb - emb[:, i : i + 1]) ** 2) * bandwidth).sum(0)) > 0.5
+        size = int(proposal.sum())
+        if size > min_pixels and int((proposal & free).sum()) > mu * size:
+            mask = torch.zeros_like(fg)
+            mask[fg] = proposal
+            masks.append(mask.view(seed.shape))
+            scores.append(float(score))
+        free &= ~proposal
+    return masks, scores
+
+
+@st.composite
+def crowded_cases(draw):
+    """Up to 40 square instances on a grid, each pixel embedded near its instance's center (noise
+    drawn per pixel), sigma per pixel, distinct seed values (no ties), one or two sigma channels
+    and classes; some instances' margins reach their neighbours."""
+    h, w = draw(st.integers(8, 48)), draw(st.integers(8, 48))
+    g = torch.Generator().manual_seed(draw(SEEDS))
+    cell = draw(st.integers(3, 8))
+    ppu = draw(st.sampled_from([4.0, 16.0, 64.0]))
+    coords = coordinate_map(h, w, ppu)
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    owner = (ys // cell) * ((w + cell - 1) // cell) + xs // cell
+    centers = torch.zeros(2, h, w)
+    for k in owner.unique():
+        m = owner == k
+        centers[:, m] = coords[:, m].mean(dim=1, keepdim=True)
+    noise = draw(st.floats(0.0, 0.5)) * cell / ppu
+    embedding = centers + noise * torch.randn(2, h, w, generator=g)
+    margin = cell / ppu * (0.2 + 1.5 * torch.rand(draw(st.sampled_from([1, 2])), h, w, generator=g))
+    sigma = torch.log(1 / (2 * margin**2)) / 10
+    c = draw(st.integers(1, 2))
+    seeds = torch.randperm(c * h * w, generator=g).float().view(c, h, w) / (c * h * w)
+    thresholds = {
+        "seed_threshold": draw(st.floats(0.3, 0.95)),
+        "fg_threshold": draw(st.floats(0.0, 0.5)),
+        "min_pixels": draw(st.integers(0, 6)),
+        "min_unclustered": draw(st.floats(0.0, 0.9)),
+    }
+    return embedding, sigma, seeds, thresholds
+
+
+@settings(max_examples=150, deadline=None)
+@given(crowded_cases())
+def test_clustering_equals_the_reference_loop(case):
+    """The bucketed clustering (a step reads only the pixels near its seed's embedding) finds the
+    same instances, in the same order, with the same masks and scores, as the loop that scores
+    every foreground pixel at every step."""
+    embedding, sigma, seeds, th = case
+    masks, classes, scores = cluster_instances(embedding, sigma, seeds, **th)
+    expected_masks, expected_classes, expected_scores = [], [], []
+    for c in range(len(seeds)):
+        m, s = _reference_clustering(
+            embedding,
+            sigma,
+            seeds[c],
+            th["seed_threshold"],
+            th["fg_threshold"],
+            th["min_pixels"],
+            th["min_unclustered"],
+        )
+        expected_masks += m
+        expected_scores += s
+        expected_classes += [c] * len(s)
+    assert classes.tolist() == expected_classes
+    assert scores.tolist() == pytest.approx(expected_scores)
+    for mask, expected in zip(masks, expected_masks):
+        assert torch.equal(mask, expected)
+
+
+def test_max_detections_keeps_the_best_and_class_order():
+    """A 1 x 11 image with three 3-pixel instances embedded at their middle pixels (1, 5, 9),
+    margin 0.0005 px: seeds 0.95 (class 0), 0.97 (class 0) and 0.99 (class 1) at the middles, 0.6
+    beside them. Two detections allowed: the 0.97 of class 0 and the 0.99 of class 1, grouped by
+    class, pixels 4-6 and 8-10."""
+    emb = torch.zeros(2, 1, 11)
+    seeds = torch.zeros(2, 1, 11)
+    for c, middle, score in [(0, 1, 0.95), (0, 5, 0.97), (1, 9, 0.99)]:
+        emb[0, 0, middle - 1 : middle + 2] = float(middle)
+        seeds[c, 0, middle - 1 : middle + 2] = 0.6
+        seeds[c, 0, middle] = score
+    pixels, classes, scores = cluster_pixels(
+        emb,
+        torch.full((1, 1, 11), 2.0),
+        seeds,
+        seed_threshold=0.9,
+        fg_threshold=0.5,
+        min_pixels=2,
+        max_detections=2,
+    )
+    assert classes.tolist() == [0, 1]
+    assert scores.tolist() == pytest.approx([0.97, 0.99])
+    assert [sorted(p.tolist()) for p in pixels] == [[4, 5, 6], [8, 9, 10]]
+
+
+def test_pixel_boxes_by_hand():
+    """On a 10-wide image, pixels 12, 15 and 33 are (row, col) (1, 2), (1, 5), (3, 3): box
+    (2, 1, 6, 4); pixel 0 alone: (0, 0, 1, 1). The boxes cluster_image returns are these."""
+    boxes = pixel_boxes([torch.tensor([12, 15, 33]), torch.tensor([0])], 10, "cpu")
+    assert boxes.tolist() == [[2.0, 1.0, 6.0, 4.0], [0.0, 0.0, 1.0, 1.0]]
+    coords = coordinate_map(4, 10, 1.0)
+    emb = coords.clone()
+    emb[:, 1:4, 2:6] = torch.tensor([3.5, 2.0]).view(2, 1, 1)
+    seed = torch.zeros(1, 4, 10)
+    seed[0, 1:4, 2:6] = 0.95
+    out = cluster_image(
+        emb,
+        torch.zeros(1, 4, 10),
+        seed,
+        max_detections=10,
+        seed_threshold=0.9,
+        fg_threshold=0.5,
+        min_pixels=4,
+    )
+    assert out.pred_boxes.tensor.tolist() == [[2.0, 1.0, 6.0, 4.0]]
+    assert int(out.pred_masks.sum()) == 12
