@@ -25,6 +25,14 @@ and ``int8`` (that ONNX file quantised by ``d2_instseg.export.quantize_int8``, c
 Exported rows split forward / post-processing at the exported network's return, count the eager
 model's FLOPs and are also given as a ratio to the same config's eager row.
 
+``--instances K [K ...]`` adds a scaling table: each instance model (and the reference) run with
+K objects in every image, so post-processing is measured at K instances (random weights give almost
+none). CenterMask and Mask R-CNN keep their K best detections at score threshold 0 (TOPK_TEST /
+DETECTIONS_PER_IMAGE = K: the decoding, mask assembly and pasting then run for K objects, as on a
+crowded image); Spatial Embeddings runs its network and then clusters planted outputs
+(:func:`planted_spatial_embed_outputs`: K discs on a grid, every pixel embedded at its disc's
+center, the seed map peaking at each center), so the clustering takes its K sequential steps.
+
 ``--malloc reuse`` runs every row (the reference too) with glibc's allocator told to keep and reuse
 freed memory (``GLIBC_TUNABLES``, see MALLOC_REUSE): on CPU, full-resolution activations above
 glibc's 32 MiB mmap threshold otherwise cost a page fault per page on every forward. A serving
@@ -262,6 +270,146 @@ def backend_model(model, cfg, backend, size, calibration_batches, device):
     return ExportedModel(path, device=device)
 
 
+def planted_opts(cfg, k):
+    """Config pairs that make the model of ``cfg`` return K detections per image (see
+    ``--instances``); None for a model without instances (semantic segmentation)."""
+    arch = cfg.MODEL.META_ARCHITECTURE
+    if arch == "GeneralizedRCNN":
+        return ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "TEST.DETECTIONS_PER_IMAGE", k]
+    if arch == "CenterMaskPoint":
+        return ["MODEL.CENTERMASK.TOPK_TEST", k, "MODEL.CENTERMASK.SCORE_THRESH_TEST", 0.0]
+    if arch == "SpatialEmbeddings":
+        return ["TEST.DETECTIONS_PER_IMAGE", max(k, cfg.TEST.DETECTIONS_PER_IMAGE)]
+    return None
+
+
+def planted_grid(k, height, width):
+    """K objects of a (height, width) image: the first K cells of a grid of about-square cells
+    (rows x cols >= K), each object a disc of radius 0.35 cell at its cell's center. Returns
+    (rows, cols, cell_h, cell_w, radius)."""
+    import math
+
+    cols = min(width, max(1, round(math.sqrt(k * width / height))))
+    rows = math.ceil(k / cols)
+    cell_h, cell_w = height / rows, width / cols
+    return rows, cols, cell_h, cell_w, 0.35 * min(cell_h, cell_w)
+
+
+def planted_spatial_embed_outputs(k, height, width, pixels_per_unit, n_sigma, n_classes):
+    """Spatial Embeddings outputs with the K objects of :func:`planted_grid`, classes in turn.
+    Disc pixels are embedded at the disc's center (units of ``pixels_per_unit``), the margin is half
+    the radius (sigma = ln(1 / (2 margin^2)) / 10, every channel), the seed is 1 - 0.4 d / r at
+    distance d from the center (> 0.5 inside, 1 at the center), 0 elsewhere.
+
+    Returns {"embedding": (1, 2, H, W), "sigma": (1, S, H, W), "seed": (1, C, H, W)}."""
+    import math
+
+    import torch
+
+    from d2_instseg.modeling.spatial_embed import coordinate_map
+
+    _, cols, cell_h, cell_w, radius = planted_grid(k, height, width)
+    ys = torch.arange(height, dtype=torch.float32).view(-1, 1)
+    xs = torch.arange(width, dtype=torch.float32).view(1, -1)
+    row, col = (ys / cell_h).floor(), (xs / cell_w).floor()
+    cell = row * cols + col  # (H, W) cell index
+    cy, cx = (row + 0.5) * cell_h, (col + 0.5) * cell_w
+    dist = ((ys - cy) ** 2 + (xs - cx) ** 2).sqrt()
+    inside = (dist < radius) & (cell < k)
+    coords = coordinate_map(height, width, pixels_per_unit)
+    centers = torch.stack([cx.expand(height, width), cy.expand(height, width)]) / pixels_per_unit
+    embedding = torch.where(inside, centers, coords)
+    margin = 0.5 * radius / pixels_per_unit
+    sigma = torch.full((n_sigma, height, width), math.log(1 / (2 * margin**2)) / 10)
+    seed = torch.zeros(n_classes, height, width)
+    value = torch.where(inside, 1 - 0.4 * dist / radius, torch.zeros(()))
+    seed.scatter_(0, (cell.long() % n_classes).expand(height, width).unsqueeze(0), value[None])
+    return {"embedding": embedding[None], "sigma": sigma[None], "seed": seed[None]}
+
+
+def planted_centermask_peaks(peaks, k, height, width, stride):
+    """CenterMask's top-K peaks (:meth:`CenterMaskPoint.inference_network`) moved onto the K objects
+    of :func:`planted_grid` on a (height, width) input: centers, sub-pixel offsets and box sizes
+    (the disc's box, feature pixels) of every image, scores 1 down to 0.5; the shapes and saliency
+    stay the network's. With random weights the size head's boxes are mostly empty and dropped."""
+    import torch
+
+    boxes = planted_boxes(k, height, width) / stride
+    xy, size = (boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]
+    n, device = peaks["scores"].shape[0], peaks["scores"].device
+    centers = xy.floor()
+    planted = {
+        "scores": torch.linspace(1.0, 0.5, k).expand(n, k),
+        "centers": centers.long().expand(n, k, 2),
+        "offset": (xy - centers).expand(n, k, 2),
+        "size": size.expand(n, k, 2),
+    }
+    return {**peaks, **{name: v.to(device) for name, v in planted.items()}}
+
+
+def planted_boxes(k, height, width):
+    """(K, 4) XYXY boxes of the discs of :func:`planted_grid`."""
+    import torch
+
+    _, cols, cell_h, cell_w, radius = planted_grid(k, height, width)
+    index = torch.arange(k, dtype=torch.float32)
+    xy = torch.stack([(index % cols + 0.5) * cell_w, (index // cols + 0.5) * cell_h], 1)
+    return torch.cat([xy - radius, xy + radius], 1)
+
+
+def plant_mask_rcnn(model, k):
+    """Detectron2's Mask R-CNN on K planted objects: the RPN's proposals replaced by the boxes of
+    :func:`planted_boxes` (the RPN still runs), box regression zeroed so that each detection is its
+    proposal (random weights otherwise send the boxes off the image), every class scoring alike."""
+    import torch
+    from detectron2.structures import Boxes, Instances
+
+    rpn_forward = model.proposal_generator.forward
+
+    def planted(images, features, gt_instances=None):
+        rpn_forward(images, features, gt_instances)
+        proposals = []
+        for h, w in images.image_sizes:
+            p = Instances((h, w))
+            p.proposal_boxes = Boxes(planted_boxes(k, h, w).to(images.tensor.device))
+            p.objectness_logits = torch.ones(k, device=images.tensor.device)
+            proposals.append(p)
+        return proposals, {}
+
+    model.proposal_generator.forward = planted  # the module stays (its forward hooks time it)
+    predictor = model.roi_heads.box_predictor
+    for layer in (predictor.bbox_pred, predictor.cls_score):
+        torch.nn.init.zeros_(layer.weight)
+        torch.nn.init.zeros_(layer.bias)
+
+
+def plant_instances(model, k):
+    """Make an eager Spatial Embeddings, CenterMask or Mask R-CNN ``model`` post-process K planted
+    objects after running its own network (with :func:`planted_opts` in its config)."""
+    network = getattr(model, "inference_network", None)
+    if hasattr(model, "roi_heads"):
+        return plant_mask_rcnn(model, k)
+    if hasattr(model, "pixels_per_unit"):  # Spatial Embeddings
+
+        def planted(images):
+            out = network(images)
+            _, s, h, w = out["sigma"].shape
+            maps = planted_spatial_embed_outputs(
+                k, h, w, model.pixels_per_unit, s, out["seed"].shape[1]
+            )
+            return {name: value.to(images.device) for name, value in maps.items()}
+
+    elif hasattr(model, "topk_test"):  # CenterMask
+
+        def planted(images):
+            h, w = images.shape[-2:]
+            return planted_centermask_peaks(network(images), k, h, w, model.stride)
+
+    else:
+        return
+    model.inference_network = planted
+
+
 def worker(args):
     """One config at one size and backend, in this process; prints one JSON line."""
     import torch
@@ -273,6 +421,11 @@ def worker(args):
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = load_cfg(args.config_file[0], args.opts, args.device)
+    opts = planted_opts(cfg, args.planted) if args.planted else []
+    if opts is None:  # semantic segmentation: no instances to plant, no row
+        print("BENCHMARK_ROW null", flush=True)
+        return
+    cfg.merge_from_list(opts)
     model = Trainer.build_model(cfg).eval()
     if cfg.MODEL.WEIGHTS:
         from detectron2.checkpoint import DetectionCheckpointer
@@ -292,6 +445,8 @@ def worker(args):
             for _ in range(n)
         ]
 
+    if args.planted:
+        return planted_row(model, args, batch)
     flops = count_flops(model, cfg, batch(1), (h, w))  # the eager network's, whatever the backend
     params = sum(p.numel() for p in model.parameters()) / 1e6
     calibration = (batch(1) for _ in range(args.calib_images))
@@ -336,6 +491,28 @@ def worker(args):
     print("BENCHMARK_ROW " + json.dumps(row), flush=True)
 
 
+def planted_row(model, args, batch):
+    """One row of the ``--instances`` table: latency split at K planted instances."""
+    import torch
+
+    plant_instances(model, args.planted)
+    totals, forwards = time_inference(model, batch(1), args.device, args.warmup, args.iters)
+    with torch.no_grad():
+        output = model(batch(1))[0]
+    med, fwd = statistics.median(totals), statistics.median(forwards)
+    row = {
+        "config": args.config_file[0],
+        "size": args.sizes[0],
+        "planted": args.planted,
+        "instances": len(output["instances"]),
+        "latency_ms": 1000 * med,
+        "forward_ms": 1000 * fwd,
+        "postprocess_ms": 1000 * (med - fwd),
+        "postprocess_fraction": (med - fwd) / med,
+    }
+    print("BENCHMARK_ROW " + json.dumps(row), flush=True)
+
+
 def dense_throughput(device, threads):
     """GFLOP/s (multiply-add = 1 flop, as fvcore counts) of a large float32 matmul and 3x3 conv."""
     import torch
@@ -364,11 +541,13 @@ def dense_throughput(device, threads):
     return results
 
 
-def run_row(config, size, backend, args):
+def run_row(config, size, backend, args, planted=0):
     cmd = [
         sys.executable,
         os.path.abspath(__file__),
         "--worker",
+        "--planted",
+        str(planted),
         "--config-file",
         config,
         "--backend",
@@ -456,6 +635,21 @@ def format_table(rows, peak):
     return "\n".join(lines)
 
 
+def format_scaling_table(rows):
+    lines = [
+        "| model | size | K planted | instances out | latency ms | forward / post ms | post % |",
+        "|" + "---|" * 7,
+    ]
+    for r in rows:
+        name = "Mask R-CNN R50-FPN (reference)" if r["config"] == REFERENCE else r["config"]
+        lines.append(
+            f"| {name} | {r['size']} | {r['planted']} | {r['instances']} | "
+            f"{r['latency_ms']:.0f} | {r['forward_ms']:.0f} / {r['postprocess_ms']:.0f} | "
+            f"{100 * r['postprocess_fraction']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def plot_latency(rows, out_png):
     import matplotlib
 
@@ -502,6 +696,15 @@ def main():
     parser.add_argument(
         "--calib-images", type=int, default=4, help="random calibration images of the int8 rows"
     )
+    parser.add_argument(
+        "--instances",
+        nargs="+",
+        type=int,
+        default=[],
+        metavar="K",
+        help="also time every instance model (and the reference) with K objects per image",
+    )
+    parser.add_argument("--planted", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--backend", default="eager", help=argparse.SUPPRESS)
     parser.add_argument("--output", default="output/benchmark/benchmark.json")
     parser.add_argument(
@@ -540,6 +743,15 @@ def main():
             print(f"benchmarking {config} ({backend}) at {size} ...", flush=True)
             rows.append(run_row(config, size, backend, args))
     add_ratios(rows)
+    scaling = []
+    for size in args.sizes if args.instances else []:
+        for config in [REFERENCE] + args.config_file:
+            for k in args.instances:
+                print(f"benchmarking {config} with {k} instances at {size} ...", flush=True)
+                row = run_row(config, size, "eager", args, planted=k)
+                if row is None:
+                    break  # not an instance model
+                scaling.append(row)
     best = max(peak.values())
     table = format_table(rows, best)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
@@ -551,6 +763,7 @@ def main():
         "malloc": args.malloc,
         "dense_gflops_per_s": peak,
         "rows": rows,
+        "scaling": scaling,
     }
     with open(args.output, "w") as f:
         json.dump(result, f, indent=2)
@@ -561,6 +774,9 @@ def main():
         f"{args.malloc}): " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items())
     )
     print(table)
+    if scaling:
+        print("\nPost-processing against the number of instances (eager fp32):")
+        print(format_scaling_table(scaling))
     print(f"\nwrote {args.output} and {png}")
 
 

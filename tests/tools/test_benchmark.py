@@ -1,10 +1,12 @@
 """Smoke test of tools/benchmark.py (no timing assertions: benchmarks are not tests)."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from ..conftest import REPO
 
@@ -90,3 +92,77 @@ def test_benchmark_backend_rows(tmp_path):
         assert row["latency_ms"] > 0 and row["forward_ms"] <= row["latency_ms"]
         assert row["gflops"] == ours[0]["gflops"]  # the eager network's count on every backend
     assert "| int8 | 64x64 |" in proc.stdout
+
+
+def _benchmark_module():
+    import importlib.util
+
+    path = os.path.join(REPO, "tools", "benchmark.py")
+    spec = importlib.util.spec_from_file_location("benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_planted_spatial_embed_outputs_cluster_into_the_planted_discs():
+    """K = 6 on 60 x 90: cols = round(sqrt(6 * 90 / 60)) = 3, rows = 2, 30 x 30 cells, discs of
+    radius 0.35 * 30 = 10.5 around (15 + 30 c, 15 + 30 r): each holds the 349 lattice points with
+    dx^2 + dy^2 < 110.25 (counted below by a loop); classes alternate 0, 1. Clustering them with the
+    shapes config's thresholds finds exactly those 6 discs."""
+    from d2_instseg.modeling.spatial_embed import cluster_instances
+
+    maps = _benchmark_module().planted_spatial_embed_outputs(6, 60, 90, 37.0, 1, 2)
+    masks, classes, scores = cluster_instances(
+        maps["embedding"][0],
+        maps["sigma"][0],
+        maps["seed"][0],
+        seed_threshold=0.9,
+        fg_threshold=0.5,
+        min_pixels=81,
+    )
+    lattice = sum(1 for dy in range(-11, 12) for dx in range(-11, 12) if dx * dx + dy * dy < 110.25)
+    assert lattice == 349
+    expected = []
+    for index in range(6):
+        cy, cx = 15 + 30 * (index // 3), 15 + 30 * (index % 3)
+        disc = torch.zeros(60, 90, dtype=torch.bool)
+        for y in range(60):
+            for x in range(90):
+                disc[y, x] = (y - cy) ** 2 + (x - cx) ** 2 < 110.25
+        expected.append((index % 2, disc))
+    expected.sort(key=lambda e: e[0])  # cluster_instances groups by class
+    assert classes.tolist() == [0, 0, 0, 1, 1, 1]
+    assert scores.tolist() == pytest.approx([1.0] * 6)
+    found = {tuple(m.nonzero().flatten().tolist()) for m in masks}
+    assert found == {tuple(d.nonzero().flatten().tolist()) for _, d in expected}
+    assert all(int(m.sum()) == 349 for m in masks)
+
+
+def test_benchmark_instances_rows(tmp_path):
+    """``--instances 3 12``: for the reference and each instance config one row per K with K
+    instances out (CenterMask, Spatial Embeddings and Mask R-CNN post-process the planted
+    objects); the semantic config gets no row."""
+    out = tmp_path / "bench.json"
+    configs = [
+        "configs/shapes/centermask.yaml",
+        "configs/shapes/spatial_embeddings.yaml",
+        "configs/shapes/fcn8s.yaml",
+    ]
+    cmd = [sys.executable, "tools/benchmark.py", "--config-file", *configs]
+    cmd += ["--sizes", "96x128", "--batch-sizes", "1", "--warmup", "0", "--iters", "1"]
+    cmd += ["--train-iters", "0", "--instances", "3", "12", "--output", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scaling = json.loads(out.read_text())["scaling"]
+    assert [(r["config"].split("/")[-1], r["planted"]) for r in scaling] == [
+        ("mask_rcnn_R_50_FPN_3x.yaml", 3),
+        ("mask_rcnn_R_50_FPN_3x.yaml", 12),
+        ("centermask.yaml", 3),
+        ("centermask.yaml", 12),
+        ("spatial_embeddings.yaml", 3),
+        ("spatial_embeddings.yaml", 12),
+    ]
+    for row in scaling:
+        assert row["instances"] == row["planted"]
+        assert 0 <= row["postprocess_fraction"] < 1 and row["latency_ms"] > 0
+    assert "Post-processing against the number of instances" in proc.stdout
