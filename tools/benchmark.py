@@ -198,7 +198,8 @@ def train_speed(cfg, iters, size, batch):
     """Training iterations/s on the config's own mapper, with the shapes data as the input source,
     resized to ``size`` (mappers that crop to a fixed size use their own crop) at ``batch`` images:
     the median over ``iters`` steps (after 2 warm-up steps) of the step time without data loading,
-    through the project's training loop (SGD at lr 1e-4, momentum 0.9, constant)."""
+    through the project's training loop (SGD at lr 1e-4, momentum 0.9, constant). Returns
+    (iterations/s, median data-loading ms per iteration: the loader's own time, one worker)."""
     from detectron2.data import MetadataCatalog
 
     from d2_instseg.engine import Trainer, train_for
@@ -222,17 +223,18 @@ def train_speed(cfg, iters, size, batch):
     model = Trainer.build_model(cfg)
     timer = step_timer(cfg.MODEL.DEVICE)
     train_for(cfg, model, Trainer.build_train_loader(cfg), extra_hooks=[timer])
-    return 1.0 / statistics.median(timer.times[2:])
+    return 1.0 / statistics.median(timer.times[2:]), 1000 * statistics.median(timer.data_times[2:])
 
 
 def step_timer(device):
-    """A training hook recording each step's time without data loading (``.times``), the device
-    synchronised around the step (CUDA kernels run asynchronously)."""
+    """A training hook recording each step's time without data loading (``.times``) and the data
+    loading time (``.data_times``), the device synchronised around the step (CUDA kernels run
+    asynchronously)."""
     from detectron2.engine import HookBase
 
     class StepTimer(HookBase):
         def __init__(self):
-            self.times = []
+            self.times, self.data_times = [], []
 
         def before_step(self):
             synchronize(device)
@@ -242,6 +244,7 @@ def step_timer(device):
             synchronize(device)
             data_time = self.trainer.storage.history("data_time").latest()
             self.times.append(time.perf_counter() - self._start - data_time)
+            self.data_times.append(data_time)
 
     return StepTimer()
 
@@ -390,14 +393,16 @@ def plant_instances(model, k):
     if hasattr(model, "roi_heads"):
         return plant_mask_rcnn(model, k)
     if hasattr(model, "pixels_per_unit"):  # Spatial Embeddings
+        made = {}  # the planted maps of each output shape, made once (not timed as clustering)
 
         def planted(images):
             out = network(images)
-            _, s, h, w = out["sigma"].shape
-            maps = planted_spatial_embed_outputs(
-                k, h, w, model.pixels_per_unit, s, out["seed"].shape[1]
-            )
-            return {name: value.to(images.device) for name, value in maps.items()}
+            shape = (out["sigma"].shape[1], out["seed"].shape[1], *out["sigma"].shape[-2:])
+            if shape not in made:
+                s, c, h, w = shape
+                maps = planted_spatial_embed_outputs(k, h, w, model.pixels_per_unit, s, c)
+                made[shape] = {name: v.to(images.device) for name, v in maps.items()}
+            return made[shape]
 
     elif hasattr(model, "topk_test"):  # CenterMask
 
@@ -486,7 +491,9 @@ def worker(args):
     else:
         row["peak_memory_MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if args.train_iters and args.backend == "eager":
-        row["train_iters_per_s"] = train_speed(cfg, args.train_iters, (h, w), args.train_batch)
+        row["train_iters_per_s"], row["train_data_ms"] = train_speed(
+            cfg, args.train_iters, (h, w), args.train_batch
+        )
         row["train_ims_per_batch"] = args.train_batch
     print("BENCHMARK_ROW " + json.dumps(row), flush=True)
 
@@ -613,13 +620,17 @@ def format_table(rows, peak):
     header = (
         "| model | backend | size | latency ms (IQR) | x Mask R-CNN | x eager | forward / post ms "
         "| post % | instances | GFLOPs | achieved GFLOP/s | % of dense | params M | peak MB | "
-        "imgs/s at batch | train it/s |"
+        "imgs/s at batch | train it/s (loader ms per it) |"
     )
     lines = [header, "|" + "---|" * 16]
     for r in rows:
         name = "Mask R-CNN R50-FPN (reference)" if r["config"] == REFERENCE else r["config"]
         tp = ", ".join(f"{v:.2f}@{b}" for b, v in r["throughput"].items()) or "-"
-        train = f"{r['train_iters_per_s']:.2f}" if "train_iters_per_s" in r else "-"
+        train = (
+            f"{r['train_iters_per_s']:.2f} ({r['train_data_ms']:.0f} ms data)"
+            if "train_iters_per_s" in r
+            else "-"
+        )
         to_eager = r.get("latency_ratio_to_eager")
         lines.append(
             f"| {name} | {r['backend']} | {r['size']} | {r['latency_ms']:.0f} "

@@ -67,6 +67,7 @@ def test_benchmark_writes_valid_json(tmp_path):
             row["latency_ms"], rel=1e-6
         )
         assert set(row["throughput"]) == {"2"} and row["train_iters_per_s"] > 0
+        assert row["train_data_ms"] >= 0
         assert 0 <= row["instances"] <= 100
     assert reference["instances"] > 0 and ours["instances"] > 0
     assert (tmp_path / "bench_latency.png").stat().st_size > 1000
