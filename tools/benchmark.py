@@ -18,6 +18,8 @@ For each config and input size, in a fresh process (so peak memory is its own), 
 
 ``--backends`` measures each config (not the reference, which stays Detectron2's eager fp32) on
 each of: ``eager`` (fp32, as above), ``bf16`` (the eager model under ``torch.autocast`` bfloat16),
+``compile`` (its network compiled by ``torch.compile``, as TEST.COMPILE does in the Predictor; the
+compilation happens in the warm-up calls, which need ``--warmup`` >= 1),
 ``torchscript`` and ``onnxruntime`` (the model exported by ``d2_instseg.export`` at the row's input
 size and run by ``d2_instseg.export.ExportedModel``, as ``TEST.BACKEND`` runs it in the Predictor)
 and ``int8`` (that ONNX file quantised by ``d2_instseg.export.quantize_int8``, calibrated on
@@ -32,6 +34,11 @@ DETECTIONS_PER_IMAGE = K: the decoding, mask assembly and pasting then run for K
 crowded image); Spatial Embeddings runs its network and then clusters planted outputs
 (:func:`planted_spatial_embed_outputs`: K discs on a grid, every pixel embedded at its disc's
 center, the seed map peaking at each center), so the clustering takes its K sequential steps.
+
+``--modules`` adds a table per part of each eager model (:func:`module_parts`: the backbone's
+stages, e.g. DLA-34's trunk, DLA-up and IDA-up, and the heads): its time per call between hooks, its
+FLOPs and their ratio to the machine's dense rate (below), so a part that runs far from the rate
+stands out.
 
 ``--malloc reuse`` runs every row (the reference too) with glibc's allocator told to keep and reuse
 freed memory (``GLIBC_TUNABLES``, see MALLOC_REUSE): on CPU, full-resolution activations above
@@ -57,7 +64,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 REFERENCE = "detectron2://COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
-BACKENDS = ("eager", "bf16", "torchscript", "onnxruntime", "int8")
+BACKENDS = ("eager", "bf16", "compile", "torchscript", "onnxruntime", "int8")
 # glibc malloc settings of ``--malloc reuse``: serve every block from the heap (no mmap) and never
 # give freed memory back, so a tensor freed in one layer is reused by the next instead of each
 # large (> 32 MiB) tensor being a fresh mapping that page-faults on every 4 KiB page when first
@@ -97,15 +104,19 @@ def synchronize(device):
 
 class ForwardSplit:
     """Records when the network part of a model last returns: each direct sub-module of an eager
-    model (forward hooks), or the exported network of an ``ExportedModel`` (wrapped)."""
+    model (forward hooks), or the exported network of an ``ExportedModel`` / the compiled
+    ``inference_network`` (wrapped: hooks inside a compiled function would break its graph)."""
 
     def __init__(self, model, device):
         self.device = device
         self.last_end = None
         self.model = model
-        if hasattr(model, "network"):  # d2_instseg.export.ExportedModel
-            self.network = model.network
-            model.network = self._timed_network
+        compiled = hasattr(getattr(model, "inference_network", None), "_torchdynamo_orig_callable")
+        # d2_instseg.export.ExportedModel's network, or compile_network's inference_network
+        self.attr = "network" if hasattr(model, "network") else "inference_network"
+        if hasattr(model, "network") or compiled:
+            self.network = getattr(model, self.attr)
+            setattr(model, self.attr, self._timed_network)
             self.handles = []
         else:
             self.network = None
@@ -124,7 +135,7 @@ class ForwardSplit:
         for h in self.handles:
             h.remove()
         if self.network is not None:
-            self.model.network = self.network
+            setattr(self.model, self.attr, self.network)
 
 
 class Autocast:
@@ -191,7 +202,73 @@ def count_flops(model, cfg, inputs, size):
 
         analysis = FlopCountAnalysis(model, inputs)
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    return float(analysis.total())
+    return analysis
+
+
+def module_parts(model):
+    """The parts of a model timed by ``--modules``: the direct sub-modules of its backbone (DLA's
+    trunk, DLA-up and IDA-up; ResNet and the FPN's layers) and its other direct sub-modules (the
+    heads), as (qualified name, module)."""
+    parts = []
+    for name, child in model.named_children():
+        if name == "backbone" and len(list(child.children())) > 1:
+            parts += [(f"backbone.{n}", m) for n, m in child.named_children()]
+        else:
+            parts.append((name, child))
+    return parts
+
+
+def module_rows(model, analysis, inputs, device, iters):
+    """Per part of :func:`module_parts` with at least 1% of the FLOPs: its forward time per call
+    (median over ``iters`` calls, between a pre-hook and a hook of the part, summed over the calls
+    of one image), its FLOPs (fvcore's count of that module) and their ratio."""
+    import torch
+
+    by_module = analysis.by_module()
+    total = analysis.total()
+
+    def flops_of(name):  # fvcore names modules from its own root (a wrapper's "model." prefix)
+        matches = [k for k in by_module if k == name or k.endswith("." + name)]
+        return by_module[min(matches, key=len)] if matches else 0
+
+    parts = [(n, m, flops_of(n)) for n, m in module_parts(model)]
+    parts = [(n, m, f) for n, m, f in parts if f >= 0.01 * total]
+    spent = {n: 0.0 for n, _, _ in parts}
+    started = {}
+    handles = []
+    for name, module, _ in parts:
+
+        def pre(*args, name=name):
+            synchronize(device)
+            started[name] = time.perf_counter()
+
+        def post(*args, name=name):
+            synchronize(device)
+            spent[name] += time.perf_counter() - started[name]
+
+        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    samples = {n: [] for n in spent}
+    with torch.no_grad():
+        for i in range(iters + 1):  # one warm-up call
+            spent.update({n: 0.0 for n in spent})
+            model(inputs)
+            if i:
+                for n in spent:
+                    samples[n].append(spent[n])
+    for h in handles:
+        h.remove()
+    rows = []
+    for name, _, flops in parts:
+        seconds = statistics.median(samples[name])
+        rows.append(
+            {
+                "module": name,
+                "gflops": flops / 1e9,
+                "ms": 1000 * seconds,
+                "achieved_gflops_per_s": flops / 1e9 / seconds,
+            }
+        )
+    return rows
 
 
 def train_speed(cfg, iters, size, batch):
@@ -256,6 +333,7 @@ def backend_model(model, cfg, backend, size, calibration_batches, device):
     import shutil
     import tempfile
 
+    from d2_instseg.engine import compile_network
     from d2_instseg.export import ExportedModel, export_model
     from d2_instseg.export.quantize import quantize_int8_on_batches
 
@@ -263,6 +341,8 @@ def backend_model(model, cfg, backend, size, calibration_batches, device):
         return model
     if backend == "bf16":
         return Autocast(model, device)
+    if backend == "compile":
+        return compile_network(model)
     folder = tempfile.mkdtemp(prefix="d2_instseg_bench_")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     fmt = "torchscript" if backend == "torchscript" else "onnx"
@@ -452,7 +532,11 @@ def worker(args):
 
     if args.planted:
         return planted_row(model, args, batch)
-    flops = count_flops(model, cfg, batch(1), (h, w))  # the eager network's, whatever the backend
+    analysis = count_flops(model, cfg, batch(1), (h, w))  # the eager network's, any backend
+    flops = float(analysis.total())
+    modules = None
+    if args.modules and args.backend == "eager":
+        modules = module_rows(model, analysis, batch(1), args.device, args.iters)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     calibration = (batch(1) for _ in range(args.calib_images))
     model = backend_model(model, cfg, args.backend, (h, w), calibration, args.device)
@@ -478,6 +562,7 @@ def worker(args):
         "gflops": flops / 1e9,
         "achieved_gflops_per_s": flops / 1e9 / fwd,
         "throughput": {},
+        "modules": modules,
         # Post-processing work depends on how many instances come out (random weights: few or none
         # for Mask R-CNN, whose mask head then does not run; up to top-K for CenterMask).
         "instances": len(output["instances"]) if "instances" in output else None,
@@ -578,6 +663,8 @@ def run_row(config, size, backend, args, planted=0):
         "--threads",
         str(args.threads),
     ]  # a one-value option last: what follows is opts
+    if args.modules:
+        cmd.insert(3, "--modules")
     cmd += args.reference_opts if config == REFERENCE else args.opts
     env = dict(os.environ)
     if args.malloc == "reuse":
@@ -643,6 +730,22 @@ def format_table(rows, peak):
             f"{r['achieved_gflops_per_s']:.1f} | {100 * r['achieved_gflops_per_s'] / peak:.0f} | "
             f"{r['params_M']:.1f} | {r['peak_memory_MB']:.0f} | {tp} | {train} |"
         )
+    return "\n".join(lines)
+
+
+def format_module_table(rows, peak):
+    lines = [
+        "| model | size | module | GFLOPs | ms | achieved GFLOP/s | % of dense |",
+        "|" + "---|" * 7,
+    ]
+    for r in rows:
+        name = "Mask R-CNN R50-FPN (reference)" if r["config"] == REFERENCE else r["config"]
+        for m in r.get("modules") or []:
+            rate = m["achieved_gflops_per_s"]
+            lines.append(
+                f"| {name} | {r['size']} | {m['module']} | {m['gflops']:.2f} | {m['ms']:.0f} | "
+                f"{rate:.1f} | {100 * rate / peak:.0f} |"
+            )
     return "\n".join(lines)
 
 
@@ -715,6 +818,12 @@ def main():
         metavar="K",
         help="also time every instance model (and the reference) with K objects per image",
     )
+    parser.add_argument(
+        "--modules",
+        action="store_true",
+        help="also time each part of every eager model (backbone stages, heads) and give its "
+        "achieved FLOP/s as a share of the dense rate",
+    )
     parser.add_argument("--planted", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--backend", default="eager", help=argparse.SUPPRESS)
     parser.add_argument("--output", default="output/benchmark/benchmark.json")
@@ -785,6 +894,9 @@ def main():
         f"{args.malloc}): " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items())
     )
     print(table)
+    if args.modules:
+        print("\nPer module (eager fp32; hooks around each part):")
+        print(format_module_table(rows, best))
     if scaling:
         print("\nPost-processing against the number of instances (eager fp32):")
         print(format_scaling_table(scaling))

@@ -3,7 +3,7 @@ turning command-line arguments into a checked config (``setup_cfg``)."""
 
 from . import config  # noqa: F401  (registers the engine's config part)
 from .checkpoint import CheckpointCorruptError, SafeCheckpointer
-from .predictor import Predictor, load_exported, prepare_for_inference
+from .predictor import Predictor, compile_network, load_exported, prepare_for_inference
 from .setup import (
     add_dataset_argument,
     check_dataset_classes,
@@ -27,6 +27,7 @@ __all__ = [
     "check_dataset_classes",
     "check_datasets_present",
     "check_weights_reachable",
+    "compile_network",
     "iterations_for_epochs",
     "load_exported",
     "prepare_for_inference",

@@ -20,10 +20,9 @@ OPTIMIZERS = ("SGD", "ADAM", "ADAMW")
 
 
 def add_engine_config(cfg: CN) -> None:
-    """Add SOLVER.OPTIMIZER, TEST.FUSE_CONV_BN, TEST.CHANNELS_LAST, TEST.BACKEND, TEST.TILING,
-    INPUT.NORMALIZE(_PERCENTILES) (and, through
-    Detectron2's ``add_deeplab_config``, the poly schedule's SOLVER.POLY_LR_POWER /
-    POLY_LR_CONSTANT_ENDING)."""
+    """Add SOLVER.OPTIMIZER, TEST.FUSE_CONV_BN, TEST.CHANNELS_LAST, TEST.COMPILE, TEST.BACKEND,
+    TEST.TILING, INPUT.NORMALIZE(_PERCENTILES) (and, through Detectron2's ``add_deeplab_config``,
+    the poly schedule's SOLVER.POLY_LR_POWER / POLY_LR_CONSTANT_ENDING)."""
     # Optimizer built by the Trainer, one of OPTIMIZERS. Same key as Detectron2's Panoptic-DeepLab.
     if "OPTIMIZER" not in cfg.SOLVER:
         cfg.SOLVER.OPTIMIZER = "SGD"
@@ -37,6 +36,13 @@ def add_engine_config(cfg: CN) -> None:
     # pick faster kernels (measured on this 2-core CPU: Spatial Embeddings at 1024x2048 3.1 -> 2.2
     # s, Mask R-CNN R50-FPN at 512x512 375 -> 313 ms).
     cfg.TEST.CHANNELS_LAST = True
+    # ... and, when True, compile its network with torch.compile (inductor; on CPU it needs a C++
+    # compiler such as g++): d2_instseg.engine.compile_network. Off by default: the first call of
+    # each input size compiles (CenterMask DLA-34: ~50 s on this 2-core CPU), and compiling is not
+    # thread-safe (call the Predictor once before sharing it between threads). Measured here
+    # (tools/benchmark.py --backends eager compile, README "Speed"): CenterMask DLA-34 at 512x512
+    # ~0.88x the eager latency.
+    cfg.TEST.COMPILE = False
     # What d2_instseg.Predictor runs: "torch" (the eager model, MODEL.WEIGHTS a checkpoint), or an
     # exported file (tools/export_model.py) named by MODEL.WEIGHTS with its JSON sidecar beside it:
     # "torchscript" (model.ts) or "onnxruntime" (model.onnx / model.int8.onnx; CPU provider, CUDA's

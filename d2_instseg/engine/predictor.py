@@ -102,12 +102,32 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 
 def prepare_for_inference(model: torch.nn.Module, cfg) -> torch.nn.Module:
     """What ``Predictor`` does to a loaded model in eval mode, in place: fold BatchNorms into convs
-    (``TEST.FUSE_CONV_BN``) and use channels-last weights (``TEST.CHANNELS_LAST``). Same outputs
-    up to float rounding; returns ``model``."""
+    (``TEST.FUSE_CONV_BN``), use channels-last weights (``TEST.CHANNELS_LAST``) and compile the
+    network (``TEST.COMPILE``, :func:`compile_network`). Same outputs up to float rounding;
+    returns ``model``."""
     if cfg.TEST.get("FUSE_CONV_BN", False):
         fuse_conv_bn(model)
     if cfg.TEST.get("CHANNELS_LAST", False):
         model.to(memory_format=torch.channels_last)
+    if cfg.TEST.get("COMPILE", False):
+        compile_network(model)
+    return model
+
+
+def compile_network(model: torch.nn.Module) -> torch.nn.Module:
+    """Replace the network part of ``model`` by its ``torch.compile`` (inductor) version, in place:
+    ``inference_network`` for the models of d2_instseg (the dense part the exports trace; the
+    post-processing stays eager), else Detectron2's ``backbone`` and ``sem_seg_head`` (Mask R-CNN's
+    RoI heads are data-dependent and stay eager). Compiling happens on the first call of each
+    input size (tens of seconds on CPU; it needs a C++ compiler there); after a second size the
+    compiled code takes any size. Returns ``model``."""
+    if hasattr(model, "inference_network"):
+        model.inference_network = torch.compile(model.inference_network)
+        return model
+    for name in ("backbone", "sem_seg_head"):
+        part = getattr(model, name, None)
+        if part is not None:
+            part.forward = torch.compile(part.forward)
     return model
 
 

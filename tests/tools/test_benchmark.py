@@ -37,6 +37,7 @@ def test_benchmark_writes_valid_json(tmp_path):
         str(out),
         "--malloc",
         "reuse",
+        "--modules",
         # With random weights every class score is about 1/(C+1), below the default 0.05: only a
         # threshold of 0, passed to each row separately, makes the models return instances.
         "--reference-opts",
@@ -70,6 +71,20 @@ def test_benchmark_writes_valid_json(tmp_path):
         assert row["train_data_ms"] >= 0
         assert 0 <= row["instances"] <= 100
     assert reference["instances"] > 0 and ours["instances"] > 0
+    # --modules: the parts with >= 1% of the FLOPs, each counted by fvcore, together no more than
+    # the whole network (CenterMask: DLA-34's trunk, DLA-up, IDA-up and the heads)
+    names = {r["config"].split("/")[-1]: [m["module"] for m in r["modules"]] for r in rows}
+    assert names["centermask.yaml"] == [
+        "backbone.base",
+        "backbone.dla_up",
+        "backbone.ida_up",
+        "head",
+    ]
+    assert "backbone.bottom_up" in names["mask_rcnn_R_50_FPN_3x.yaml"]
+    for row in rows:
+        assert row["modules"] and all(m["gflops"] > 0 and m["ms"] > 0 for m in row["modules"])
+        assert sum(m["gflops"] for m in row["modules"]) <= row["gflops"] * (1 + 1e-6)
+    assert "| configs/shapes/centermask.yaml | 64x96 | backbone.dla_up |" in proc.stdout
     assert (tmp_path / "bench_latency.png").stat().st_size > 1000
 
 
@@ -77,7 +92,7 @@ def test_benchmark_backend_rows(tmp_path):
     """One config on every backend: a row each, in order after the eager fp32 reference, each with
     its ratio to the same config's eager row (1 for the eager row itself)."""
     out = tmp_path / "bench.json"
-    backends = ["eager", "bf16", "torchscript", "onnxruntime", "int8"]
+    backends = ["eager", "bf16", "compile", "torchscript", "onnxruntime", "int8"]
     cmd = [sys.executable, "tools/benchmark.py", "--config-file", "configs/shapes/cpnet.yaml"]
     cmd += ["--sizes", "64x64", "--batch-sizes", "1", "--warmup", "0", "--iters", "1"]
     cmd += ["--train-iters", "0", "--calib-images", "1", "--output", str(out)]
