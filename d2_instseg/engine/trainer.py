@@ -157,7 +157,10 @@ class Trainer(DefaultTrainer):
             s = cfg.SOLVER
             return sgd(params, lr=s.BASE_LR, momentum=s.MOMENTUM, nesterov=s.NESTEROV, foreach=True)
         adam = {"ADAM": torch.optim.Adam, "ADAMW": torch.optim.AdamW}[name]
-        return maybe_add_gradient_clipping(cfg, adam)(params, lr=cfg.SOLVER.BASE_LR)
+        # fused: one kernel over all parameters instead of ~10 ops and one scalar read of the
+        # step count per parameter (the profiler's 203 host reads per CenterMask iteration).
+        # Measured on this CPU, one step: shapes CenterMask 16.8 -> 3.3 ms, DLA-34 43.6 -> 12.2.
+        return maybe_add_gradient_clipping(cfg, adam)(params, lr=cfg.SOLVER.BASE_LR, fused=True)
 
     @classmethod
     def build_lr_scheduler(cls, cfg, optimizer):
