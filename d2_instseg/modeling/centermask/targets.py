@@ -141,12 +141,17 @@ def saliency_targets(
     canvases = []
     for inst in gt_instances:
         masks = _bitmasks(inst)  # (k, Hi, Wi)
-        hi, wi = inst.image_size
         channel = inst.gt_classes if num_channels > 1 else torch.zeros_like(inst.gt_classes)
-        one_hot = F.one_hot(channel.long(), num_channels).float()  # (k, C_s)
-        union = torch.einsum("kc,khw->chw", one_hot, masks).clamp(max=1)
-        padded = F.pad(union, (0, w_feat * stride - wi, 0, h_feat * stride - hi))
-        # Pool image by image: a full-resolution (C_s, R H, R W) canvas per image of a large batch
-        # would not fit in memory with 80 classes.
-        canvases.append(F.avg_pool2d(padded[None], stride)[0])
+        canvas = masks.new_zeros((num_channels, h_feat, w_feat))
+        if len(masks):
+            # Only the u channels of the classes present get a full-resolution union (u, Hi, Wi):
+            # with 80 classes a whole (C_s, R H, R W) canvas was ~20% of a DLA-34 training step.
+            present, inverse = torch.unique(channel.long(), return_inverse=True)
+            union = masks.new_zeros((len(present),) + masks.shape[1:])
+            union = union.index_add_(0, inverse, masks).clamp_(max=1)
+            # Sum of each R x R cell / R^2: the cells cut by the image's bottom / right edge count
+            # the padding as 0, as pooling the zero-padded batch does.
+            pooled = F.avg_pool2d(union[None], stride, ceil_mode=True, divisor_override=stride**2)
+            canvas[present, : pooled.shape[2], : pooled.shape[3]] = pooled[0]
+        canvases.append(canvas)
     return torch.stack(canvases)

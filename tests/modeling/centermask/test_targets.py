@@ -100,3 +100,14 @@ def test_saliency_targets_fraction_per_feature_pixel():
     assert agnostic.shape == (2, 1, 3, 2)
     torch.testing.assert_close(agnostic[0, 0], torch.tensor([[0.5, 0.0], [0.0, 1.0], [0.0, 0.0]]))
     assert agnostic[1].abs().sum() == 0
+
+
+def test_saliency_targets_of_an_image_smaller_than_its_padded_batch():
+    """A 6 x 5 image (padded batch 8 x 8, stride 4) entirely covered by class 2 of 3: its cells
+    hold the covered share of 16 input pixels, 0 in the padding: (0, 0) 16/16, (0, 1) 4 x 1 / 16,
+    (1, 0) 2 x 4 / 16, (1, 1) 2 x 1 / 16. The other channels stay 0."""
+    masks = torch.ones(1, 6, 5, dtype=torch.bool)
+    inst = _instances((6, 5), [[0, 0, 5, 6]], [2], masks)
+    sal = saliency_targets([inst], num_channels=3, feature_hw=(2, 2), stride=4)
+    torch.testing.assert_close(sal[0, 2], torch.tensor([[1.0, 0.25], [0.5, 0.125]]))
+    assert sal[0, :2].abs().sum() == 0
