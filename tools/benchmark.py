@@ -16,6 +16,10 @@ For each config and input size, in a fresh process (so peak memory is its own), 
   counted by fvcore as Detectron2's ``analyze_model`` does; achieved FLOP/s = FLOPs / forward time;
 - training iterations/s on the config's own data pipeline (``--train-iters``, 0 to skip).
 
+The reference runs inference with Detectron2's own RoIAlign (torchvision's kernel); every training
+row, the reference's too, uses the model as ``d2_instseg.engine.Trainer`` builds it (RoIAlign by
+``d2_instseg.layers.ROIAlignGather``: the same values, faster to train on CPU).
+
 ``--backends`` measures each config (not the reference, which stays Detectron2's eager fp32) on
 each of: ``eager`` (fp32, as above), ``bf16`` (the eager model under ``torch.autocast`` bfloat16),
 ``compile`` (its network compiled by ``torch.compile``, as TEST.COMPILE does in the Predictor; the
@@ -501,6 +505,7 @@ def worker(args):
 
     from d2_instseg.engine import Trainer
     from d2_instseg.engine.predictor import prepare_for_inference
+    from d2_instseg.layers import use_gather_roi_align
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -517,6 +522,8 @@ def worker(args):
 
         DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     prepare_for_inference(model, cfg)  # as d2_instseg.Predictor does
+    if args.config_file[0] == REFERENCE:  # Detectron2's own RoIAlign (torchvision's kernel)
+        use_gather_roi_align(model, gather=False)
     h, w = parse_size(args.sizes[0])
     gen = torch.Generator().manual_seed(0)
 

@@ -10,7 +10,7 @@ from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
 
 from ..export import ExportedModel
-from ..layers import fuse_conv_bn
+from ..layers import fuse_conv_bn, use_gather_roi_align
 from ..utils.config_registry import check_d2_instseg_config
 from .checkpoint import SafeCheckpointer
 from .tiling import Tiling, tiled_inference
@@ -180,6 +180,7 @@ class Predictor(DefaultPredictor):
         self.backend = cfg.TEST.BACKEND
         if self.backend == "torch":
             self.model = build_model(self.cfg)
+            use_gather_roi_align(self.model)  # as the Trainer builds it
             self.model.eval()
             SafeCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
             prepare_for_inference(self.model, cfg)

@@ -19,5 +19,10 @@ from .fuse import fold_bn_into_conv, fuse_conv_bn  # noqa: F401  (inference: Pre
 from .lovasz import lovasz_grad, lovasz_hinge  # noqa: F401  (Spatial Embeddings; any mask IoU loss)
 from .paste import paste_masks  # noqa: F401  (CenterMask inference; any box-relative mask head)
 from .resize import resize_and_crop  # noqa: F401  (CPNet, FCN, UNet, IRNet: coarse maps to size)
+from .roi_align import (  # noqa: F401  (Mask R-CNN's RoI heads on CPU: Trainer, Predictor)
+    ROIAlignGather,
+    roi_align_gather,
+    use_gather_roi_align,
+)
 from .upsample import BilinearUpsample, bilinear_kernel  # noqa: F401  (FCN heads, DLA IDA-up)
 from .windows import window_starts  # noqa: F401  (CPNet sliding window, tiled inference)
