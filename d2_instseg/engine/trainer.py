@@ -133,10 +133,13 @@ class Trainer(DefaultTrainer):
         """Detectron2's ``build_model`` after :func:`check_d2_instseg_config` (for Detectron2's own
         meta-architectures with our heads, e.g. SemanticSegmentor + FCNHead), its RoIAlign poolers
         computed by :class:`d2_instseg.layers.ROIAlignGather` (the same values; on CPU several
-        times faster to train than torchvision's kernel)."""
+        times faster to train than torchvision's kernel), with channels-last weights when
+        ``SOLVER.CHANNELS_LAST``."""
         check_d2_instseg_config(cfg)
         model = super().build_model(cfg)
         use_gather_roi_align(model)
+        if cfg.SOLVER.get("CHANNELS_LAST", False):
+            model.to(memory_format=torch.channels_last)
         return model
 
     @classmethod

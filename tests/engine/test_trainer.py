@@ -138,6 +138,26 @@ def test_empty_image_trains_without_error(tmp_path):
     assert all(torch.isfinite(v) for v in losses.values())
 
 
+def test_channels_last_training(tmp_path):
+    """SOLVER.CHANNELS_LAST: the Trainer's model has channels-last conv weights, trains (finite
+    losses) and saves a checkpoint that a default-layout model loads to the same weights."""
+    cfg = tiny_cfg(tmp_path, iters=2)
+    cfg.SOLVER.CHANNELS_LAST = True
+    trainer = Trainer(cfg)
+    convs = [m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    losses = [v for v, _ in trainer.storage.history("total_loss").values()]
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    DetectionCheckpointer(trainer.model, save_dir=str(tmp_path)).save("cl")
+    cfg.SOLVER.CHANNELS_LAST = False
+    plain = Trainer.build_model(cfg)
+    DetectionCheckpointer(plain).load(str(tmp_path / "cl.pth"))
+    for (name, a), b in zip(trainer.model.state_dict().items(), plain.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_two_process_cpu_training(tmp_path):
     """`--num-gpus 2` on CPU: two gloo processes (each logs its rank and the world size, and both
     start training), DDP without device ids, a checkpoint at the end."""
