@@ -84,6 +84,17 @@ def _header(args, fp: dict) -> list:
         f"Fingerprint of {fp['dataset']}: {fp['num_images']} images, short side p50 "
         f"{short['p50']:g} px (p5 {short['p5']:g}, p95 {short['p95']:g}),",
     ]
+    if args.object_size:
+        known = f"; its instances: {size['p50']:g} px" if size else ", which has no instances"
+        lines.append(
+            f"Median object size {args.object_size:g} px given by --object-size (the fingerprint"
+            f"{known})."
+        )
+    elif fp["has_image_labels"] and not size:
+        labels = fp["image_labels_per_image"]
+        lines.append(
+            f"Image labels only: {labels['mean']:g} classes per image (max {labels['max']})."
+        )
     if size:
         lines.append(
             f"instances sqrt(area) p5 / p50 / p95 {size['p5']:g} / {size['p50']:g} / "
@@ -112,11 +123,12 @@ def build_config(args) -> str:
     train = _dataset(args.dataset)
     test = _dataset(args.test_dataset) if args.test_dataset else None
     fp = fingerprint(train)
-    stats = DataStats.from_fingerprint(fp)
+    stats = DataStats.from_fingerprint(fp, args.object_size or 0.0)
     try:
         derived = derive(args.method, stats)
     except ValueError as e:
-        raise SystemExit(str(e)) from e
+        hint = " (or give its median object size: --object-size PX)" if fp["num_images"] else ""
+        raise SystemExit(f"{e}{hint}") from e
     base = _base_path(args.method, args.device)
     derived = [
         Derived("MODEL.DEVICE", args.device, "--device"),
@@ -168,6 +180,12 @@ def main(argv=None) -> int:
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, help="training time budget on this machine")
     budget.add_argument("--max-iter", type=int, help="iterations (instead of --minutes)")
+    parser.add_argument(
+        "--object-size",
+        type=float,
+        help="median object size, sqrt(area) in px of the stored images: for data with image-level"
+        " labels only (IRNet), or to replace the fingerprint's",
+    )
     parser.add_argument("--fingerprint-only", action="store_true", help="print it and exit")
     parser.add_argument("-o", "--output", help="the YAML to write")
     parser.add_argument("--output-dir", help="its OUTPUT_DIR (default output/<YAML name>)")
@@ -178,6 +196,8 @@ def main(argv=None) -> int:
         return 0
     if not (args.method and args.output):
         parser.error("--method and -o/--output are required (or --fingerprint-only)")
+    if args.object_size is not None and args.object_size <= 0:
+        parser.error(f"--object-size must be > 0 px, got {args.object_size:g}")
     outputs = [(args, args.output)]
     if args.method == "irnet":  # step 5's Mask R-CNN, on the same data
         mrcnn = argparse.Namespace(**vars(args))

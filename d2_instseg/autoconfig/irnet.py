@@ -22,6 +22,7 @@ _REF = {
     "CAM.CROP_SIZE": 512,
     "IRN.CROP_SIZE": 512,
     "CAM.SCALES": (1.0, 0.5, 1.5, 2.0),
+    "SYNTHESIS.MIN_AREA_FRAC": 0.01,  # of the image: 1,875 px of a 500 x 375 VOC image
 }
 
 
@@ -39,6 +40,8 @@ def irnet_rules(stats: DataStats, ref: Reference = VOC) -> List[Derived]:
     - EXP_TIMES: a random walk of t steps of radius R reaches ~R sqrt(t) cells; the paper's
       5 x 16 = 80 cells is 2.9 VOC objects (27.5 cells): kept per object, sqrt(t) = 16 r 5 / R;
     - CRF sxy (gaussian and bilateral): x r (the colour and compat terms have no pixel unit);
+    - MIN_AREA_FRAC (a fraction of the image): the paper's 1% of a VOC image is 1,875 px, 0.155 of
+      a median VOC object's area; that area x r^2, as a fraction of the median image;
     - CAM crop and resize range: the paper's per image long side, x the CAM scale; CAM.SCALES x the
       CAM scale; IRN crop: the paper's per image long side.
     The relation thresholds (FG_THRESH / BG_THRESH) are CAM scores, not sizes: kept.
@@ -54,6 +57,8 @@ def irnet_rules(stats: DataStats, ref: Reference = VOC) -> List[Derived]:
     g_sxy, g_compat = _REF["RELATION.CRF_GAUSSIAN"]
     b_sxy, b_rgb, b_compat = _REF["RELATION.CRF_BILATERAL"]
     lo, hi = _REF["CAM.RESIZE_LONG"]
+    min_area = _REF["SYNTHESIS.MIN_AREA_FRAC"] * ref.image_short_side * ref.image_long_side * r**2
+    image_area = stats.image_short_side * stats.image_long_side
     why_r = f"x {r:.3f} = median object {stats.object_size:g} / {ref.object_size:g} px"
     key = "MODEL.IRNET."
     return [
@@ -68,6 +73,12 @@ def irnet_rules(stats: DataStats, ref: Reference = VOC) -> List[Derived]:
             key + "SYNTHESIS.CLUSTER_THRESH",
             round(_REF["SYNTHESIS.CLUSTER_THRESH"] * r, 3),
             f"2.5 cells {why_r}",
+        ),
+        Derived(
+            key + "SYNTHESIS.MIN_AREA_FRAC",
+            round(min(min_area / image_area, 1.0), 6),
+            f"1% of a VOC image ({min_area / r**2:g} px) x r^2, r {why_r[2:]}: {min_area:.1f} px"
+            f" of the median {stats.image_short_side:g} x {stats.image_long_side:g} px image",
         ),
         Derived(
             key + "RELATION.CRF_GAUSSIAN",

@@ -22,14 +22,20 @@ class DataStats:
     source: str = ""
 
     @classmethod
-    def from_fingerprint(cls, fp: Dict) -> "DataStats":
+    def from_fingerprint(cls, fp: Dict, object_size: float = 0.0) -> "DataStats":
+        """``object_size`` (px, > 0) replaces the fingerprint's median instance size: data with
+        image-level labels only has none. Such data counts its instances by its labels (each
+        class present is at least one instance: a lower bound)."""
+        per_image = fp["instances_per_image"]
+        if not fp["num_instances"] and fp.get("image_labels_per_image", {}).get("max"):
+            per_image = fp["image_labels_per_image"]
         return cls(
             image_short_side=fp["image_short_side"]["p50"],
             image_long_side=fp["image_long_side"]["p50"],
             image_long_side_max=fp["image_long_side"]["p95"],
-            object_size=fp["instance_size"].get("p50", 0.0),
-            instances_per_image=fp["instances_per_image"]["mean"],
-            max_instances=fp["instances_per_image"]["max"],
+            object_size=object_size or fp["instance_size"].get("p50", 0.0),
+            instances_per_image=per_image["mean"],
+            max_instances=per_image["max"],
             num_classes=fp["num_classes"],
             source=f"fingerprint of {fp.get('dataset', 'the dataset')}",
         )

@@ -15,7 +15,9 @@ What is measured (sizes in pixels of the images as stored):
   per class); ``touching_share``: the fraction of instances whose mask touches another instance's
   (8-neighbourhood, overlaps included); ``empty_image_share``; ``mask_format``
   (``polygon`` / ``rle`` / ``bitmask`` / ``none`` or a mix, ``"polygon+rle"``);
-  ``has_image_labels`` (records carry ``image_labels``, for weak supervision).
+  ``has_image_labels`` (records carry ``image_labels``, for weak supervision) and
+  ``image_labels_per_image`` (``mean``, ``max``: classes present per labelled image, a lower bound
+  of the instances per image of data that has image labels only).
 
 The result is cached next to the dataset's JSON (``<json>.fingerprint.json``, keyed by the JSON's
 SHA-1) or, for datasets without one (or a read-only folder), in ``$D2_INSTSEG_CACHE``
@@ -34,7 +36,7 @@ import pycocotools.mask as mask_util
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from tqdm import tqdm
 
-VERSION = 1  # bump when what is measured changes: older caches are recomputed
+VERSION = 2  # bump when what is measured changes: older caches are recomputed
 PERCENTILES = (5, 25, 50, 75, 95)
 _KERNEL = np.ones((3, 3), np.uint8)
 logger = logging.getLogger(__name__)
@@ -113,12 +115,14 @@ def compute_fingerprint(
     per_class: Dict[int, List[float]] = {}
     images_with: Dict[int, int] = {}
     formats, touching = set(), []
-    empty, labelled = 0, 0
+    empty, labelled, label_counts = 0, 0, []
     for record in tqdm(dicts, desc=f"Fingerprint of {desc}", unit="img"):
         h, w = int(record["height"]), int(record["width"])
         heights.append(h)
         widths.append(w)
-        labelled += "image_labels" in record
+        if "image_labels" in record:
+            labelled += 1
+            label_counts.append(len(set(record["image_labels"])))
         anns = [a for a in record.get("annotations", []) if not a.get("iscrowd", 0)]
         per_image.append(len(anns))
         empty += not anns
@@ -154,6 +158,10 @@ def compute_fingerprint(
         "thing_classes": names,
         "mask_format": "+".join(sorted(formats)) if formats else "none",
         "has_image_labels": labelled == len(dicts) and len(dicts) > 0,
+        "image_labels_per_image": {
+            "mean": round(float(np.mean(label_counts)) if label_counts else 0.0, 3),
+            "max": int(max(label_counts, default=0)),
+        },
         "image_height": percentiles(heights),
         "image_width": percentiles(widths),
         "image_short_side": percentiles(short),

@@ -95,6 +95,7 @@ def test_irnet_at_voc_is_the_authors_setting():
     assert v[k + "RELATION.CRF_BILATERAL"] == (50.0, 5.0, 10.0)
     assert v[k + "CAM.RESIZE_LONG"] == (320, 640) and v[k + "CAM.CROP_SIZE"] == 512
     assert v[k + "CAM.SCALES"] == (1.0, 0.5, 1.5, 2.0) and v[k + "IRN.CROP_SIZE"] == 512
+    assert v[k + "SYNTHESIS.MIN_AREA_FRAC"] == 0.01
 
 
 # ---- hand-computed cases
@@ -159,7 +160,8 @@ def test_semantic_hand_case():
 def test_irnet_hand_case():
     """Objects of 44 px (r = 0.4 of VOC's 110) in 250 px images (half VOC's 500): radius 4, walk
     radius 2, sqrt(t) = 16 x 0.4 x 5 / 2 = 16 -> t = 256; cluster 1.0; CRF sxy 1.2 and 20; the CAM
-    scale is 110 / 44 = 2.5 capped at 2, so the CAM crop is 512 x 0.5 x 2 = 512."""
+    scale is 110 / 44 = 2.5 capped at 2, so the CAM crop is 512 x 0.5 x 2 = 512; the smallest
+    scored segment 1,875 px x 0.16 = 300 px, of a 200 x 250 px image 0.006."""
     v = _values(irnet_rules(_stats(object_size=44.0, image_long_side=250.0)))
     k = "MODEL.IRNET."
     assert v[k + "IRN.RADIUS"] == 4 and v[k + "SYNTHESIS.RADIUS"] == 2
@@ -169,6 +171,7 @@ def test_irnet_hand_case():
     assert v[k + "RELATION.CRF_BILATERAL"] == (20.0, 5.0, 10.0)
     assert v[k + "CAM.RESIZE_LONG"] == (320, 640) and v[k + "CAM.CROP_SIZE"] == 512
     assert v[k + "CAM.SCALES"] == (2.0, 1.0, 3.0, 4.0) and v[k + "IRN.CROP_SIZE"] == 256
+    assert v[k + "SYNTHESIS.MIN_AREA_FRAC"] == pytest.approx(0.006)
 
 
 def test_rules_refuse_data_without_instances():

@@ -9,7 +9,7 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from d2_instseg.data import register_user_dataset
-from d2_instseg.data.fingerprint import fingerprint
+from d2_instseg.data.fingerprint import compute_fingerprint, fingerprint
 
 
 def _rle(mask, compressed=True):
@@ -149,3 +149,17 @@ def test_fingerprint_is_cached_next_to_the_json_and_recomputed_when_it_changes(h
 def test_fingerprint_of_unregistered_name_says_how_to_register():
     with pytest.raises(KeyError, match="--dataset nope:"):
         fingerprint("nope")
+
+
+def test_fingerprint_of_image_labels_only():
+    """Weak supervision: three images labelled with classes {0}, {0, 2} and {1, 2} (one repeated
+    label counts once) and no instance annotation: 5 / 3 classes per image, at most 2."""
+    dicts = [
+        {"height": 40, "width": 50, "image_labels": [0]},
+        {"height": 40, "width": 50, "image_labels": [0, 2, 2]},
+        {"height": 40, "width": 50, "image_labels": [1, 2]},
+    ]
+    fp = compute_fingerprint(dicts, ["a", "b", "c"])
+    assert fp["has_image_labels"] and fp["num_instances"] == 0
+    assert fp["image_labels_per_image"] == {"mean": pytest.approx(5 / 3, abs=1e-3), "max": 2}
+    assert fp["instance_size"] == {} and fp["instances_per_image"]["max"] == 0

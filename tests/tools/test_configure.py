@@ -7,9 +7,11 @@ import sys
 import pytest
 import yaml
 from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from d2_instseg import add_d2_instseg_config
 from d2_instseg.autoconfig.schedule import schedule_keys
+from d2_instseg.data.datasets.irnet import image_label_dicts
 
 from ..conftest import REPO
 
@@ -92,6 +94,32 @@ def test_irnet_writes_its_mask_rcnn_config_beside_it(tmp_path):
         _load(tmp_path / "irnet_tiny_mask_rcnn.yaml").MODEL.META_ARCHITECTURE == "GeneralizedRCNN"
     )
     assert cfg.MODEL.IRNET.IRN.RADIUS == 3  # 10 x 35 / 110 px on shapes
+
+
+def test_image_labels_only_take_the_object_size_from_the_user(tmp_path, monkeypatch):
+    """A weakly labelled set (shapes_tiny_train seen as IRNet sees it: image labels, no masks) has
+    no instance sizes: the tool asks for --object-size, then derives from it (radius 10 x 55 / 110
+    = 5) and counts instances by the image labels (a lower bound: the classes an image has)."""
+    monkeypatch.setenv("D2_INSTSEG_CACHE", str(tmp_path / "cache"))
+    name = "shapes_tiny_train_image_labels"
+    DatasetCatalog.register(name, lambda: image_label_dicts("shapes_tiny_train"))
+    MetadataCatalog.get(name).set(
+        thing_classes=MetadataCatalog.get("shapes_tiny_train").thing_classes
+    )
+    out = tmp_path / "weak.yaml"
+    argv = ["--dataset", name, "--method", "irnet", "-o", str(out)]
+    try:
+        with pytest.raises(SystemExit, match="--object-size PX"):
+            configure.main(argv)
+        assert configure.main(argv + ["--object-size", "55"]) == 0
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    cfg = _load(out)
+    assert cfg.MODEL.IRNET.IRN.RADIUS == 5 and cfg.MODEL.IRNET.NUM_CLASSES == 3
+    assert "given by --object-size" in out.read_text()
+    mask_rcnn = _load(tmp_path / "weak_mask_rcnn.yaml")
+    assert mask_rcnn.TEST.DETECTIONS_PER_IMAGE >= 3  # never fewer than the classes of an image
 
 
 def test_errors_name_the_problem(tmp_path):
