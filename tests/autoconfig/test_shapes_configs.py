@@ -40,6 +40,7 @@ DIFFERS = {
             "SYNTHESIS.RADIUS",
             "SYNTHESIS.EXP_TIMES",
             "SYNTHESIS.CLUSTER_THRESH",
+            "SYNTHESIS.MIN_AREA_FRAC",
             "RELATION.CRF_GAUSSIAN",
             "RELATION.CRF_BILATERAL",
             "CAM.RESIZE_LONG",
