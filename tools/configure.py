@@ -33,14 +33,21 @@ from d2_instseg.autoconfig import METHODS, SEMANTIC, DataStats, Derived, derive
 from d2_instseg.autoconfig.schedule import measure_iteration_time, schedule_keys
 from d2_instseg.autoconfig.write import config_text, relative_base
 from d2_instseg.data import register_user_dataset
+from d2_instseg.data.datasets.user_datasets import parse_dataset_arg
 from d2_instseg.data.fingerprint import fingerprint
 
 
 def _dataset(spec: str) -> str:
     """Register NAME:JSON:IMAGES (or check a registered NAME) and return the name."""
-    from detectron2.data import DatasetCatalog
+    from detectron2.data import DatasetCatalog, MetadataCatalog
 
     if ":" in spec:
+        name, json_file, _ = parse_dataset_arg(spec)
+        if (
+            name in DatasetCatalog.list()
+            and MetadataCatalog.get(name).get("json_file") == json_file
+        ):
+            return name  # IRNet's step-5 config reads the same data
         return register_user_dataset(spec)
     if spec not in DatasetCatalog.list():
         raise SystemExit(f"--dataset {spec!r} is not registered; pass NAME:JSON:IMAGE_DIR")

@@ -22,14 +22,20 @@ from pycocotools.coco import COCO
 from .files import stem
 
 
+def _has_masks(d: Dict) -> bool:
+    """Whether a dataset dict has ground-truth masks: a label PNG or an instance segmentation
+    (image labels, boxes or an empty ``annotations`` list are not)."""
+    return "sem_seg_file_name" in d or any("segmentation" in a for a in d.get("annotations", []))
+
+
 class GroundTruth:
     """Ground truth of a dataset with annotations, looked up by image file stem."""
 
     def __init__(self, dataset_name: str, cache_dir: str):
         self.dataset_name = dataset_name
         self.dicts = {stem(d["file_name"]): d for d in DatasetCatalog.get(dataset_name)}
-        if not any("annotations" in d or "sem_seg_file_name" in d for d in self.dicts.values()):
-            raise ValueError(f"Dataset {dataset_name!r} has no ground truth to report against")
+        if not any(_has_masks(d) for d in self.dicts.values()):
+            raise ValueError(f"Dataset {dataset_name!r} has no masks to report against")
         self.coco_json = os.path.join(cache_dir, f"{dataset_name}_coco_format.json")
         self._coco: Optional[COCO] = None
         id_map = MetadataCatalog.get(dataset_name).get("thing_dataset_id_to_contiguous_id", None)
@@ -50,7 +56,9 @@ class GroundTruth:
             return np.asarray(Image.open(d["sem_seg_file_name"]), dtype=np.uint8)
         label = np.zeros((d["height"], d["width"]), dtype=np.uint8)
         for a in d.get("annotations", []):
-            seg = a["segmentation"]
+            seg = a.get("segmentation")
+            if seg is None:  # a box without a mask: unknown pixels, left out of the label image
+                continue
             if isinstance(seg, list):  # polygons
                 seg = mask_util.merge(mask_util.frPyObjects(seg, d["height"], d["width"]))
             elif isinstance(seg["counts"], list):

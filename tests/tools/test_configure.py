@@ -1,6 +1,7 @@
 """tools/configure.py: the YAML it writes trains unchanged with tools/train_net.py; the schedule
 fractions; the errors it gives."""
 
+import json
 import subprocess
 import sys
 
@@ -11,7 +12,6 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from d2_instseg import add_d2_instseg_config
 from d2_instseg.autoconfig.schedule import schedule_keys
-from d2_instseg.data.datasets.irnet import image_label_dicts
 
 from ..conftest import REPO
 
@@ -96,30 +96,65 @@ def test_irnet_writes_its_mask_rcnn_config_beside_it(tmp_path):
     assert cfg.MODEL.IRNET.IRN.RADIUS == 3  # 10 x 35 / 110 px on shapes
 
 
+def _weak_coco(tmp_path):
+    """shapes_tiny_train as a user brings data labelled per image: a COCO file whose images carry
+    ``image_labels`` (category ids) and no annotations; its first 16 images (one CAM batch)."""
+    DatasetCatalog.get("shapes_tiny_train")  # make sure the files exist
+    meta = MetadataCatalog.get("shapes_tiny_train")
+    with open(meta.json_file) as f:
+        coco = json.load(f)
+    category_ids = sorted(c["id"] for c in coco["categories"])
+    labels = {d["image_id"]: d["image_labels"] for d in DatasetCatalog.get("shapes_tiny_train")}
+    coco["images"] = coco["images"][:16]
+    for im in coco["images"]:
+        im["image_labels"] = [category_ids[c] for c in labels[im["id"]]]
+    coco["annotations"] = []
+    path = tmp_path / "weak.json"
+    path.write_text(json.dumps(coco))
+    return f"mine_weak:{path}:{meta.image_root}"
+
+
 def test_image_labels_only_take_the_object_size_from_the_user(tmp_path, monkeypatch):
-    """A weakly labelled set (shapes_tiny_train seen as IRNet sees it: image labels, no masks) has
-    no instance sizes: the tool asks for --object-size, then derives from it (radius 10 x 55 / 110
-    = 5) and counts instances by the image labels (a lower bound: the classes an image has)."""
+    """A user's weakly labelled set (image labels, no masks) has no instance sizes: the tool asks
+    for --object-size, then derives from it (radius 10 x 55 / 110 = 5) and counts instances by the
+    image labels (a lower bound: the classes an image has). IRNet's weak steps then run on it with
+    the YAML unchanged but for a tiny schedule, and skip the quality report (no masks)."""
     monkeypatch.setenv("D2_INSTSEG_CACHE", str(tmp_path / "cache"))
-    name = "shapes_tiny_train_image_labels"
-    DatasetCatalog.register(name, lambda: image_label_dicts("shapes_tiny_train"))
-    MetadataCatalog.get(name).set(
-        thing_classes=MetadataCatalog.get("shapes_tiny_train").thing_classes
-    )
-    out = tmp_path / "weak.yaml"
-    argv = ["--dataset", name, "--method", "irnet", "-o", str(out)]
+    spec = _weak_coco(tmp_path)
+    out, run_dir = tmp_path / "weak.yaml", tmp_path / "run"
+    argv = ["--dataset", spec, "--method", "irnet", "-o", str(out), "--output-dir", str(run_dir)]
     try:
         with pytest.raises(SystemExit, match="--object-size PX"):
             configure.main(argv)
+        DatasetCatalog.remove("mine_weak")  # configure registered it; it registers it again
+        MetadataCatalog.remove("mine_weak")
         assert configure.main(argv + ["--object-size", "55"]) == 0
     finally:
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
+        if "mine_weak" in DatasetCatalog.list():
+            DatasetCatalog.remove("mine_weak")
+            MetadataCatalog.remove("mine_weak")
     cfg = _load(out)
     assert cfg.MODEL.IRNET.IRN.RADIUS == 5 and cfg.MODEL.IRNET.NUM_CLASSES == 3
+    assert cfg.DATASETS.TRAIN == ("mine_weak",)
     assert "given by --object-size" in out.read_text()
     mask_rcnn = _load(tmp_path / "weak_mask_rcnn.yaml")
     assert mask_rcnn.TEST.DETECTIONS_PER_IMAGE >= 3  # never fewer than the classes of an image
+    tiny = [
+        "MODEL.IRNET.CAM.EPOCHS", "1.0", "MODEL.IRNET.CAM.SCALES", "(1.0,)",
+        "MODEL.IRNET.IRN.EPOCHS", "1.0", "MODEL.IRNET.SYNTHESIS.CENTROID_ITERS", "20",
+        "MODEL.IRNET.SYNTHESIS.EXP_TIMES", "3",
+        "DATALOADER.NUM_WORKERS", "0",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "tools/irnet_pipeline.py", "--config-file", str(out), "--dataset", spec,
+         "--steps", "cam,ir_label,irn,synthesize", *tiny],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "No pseudo-label quality report" in proc.stderr
+    with open(run_dir / "reports" / "synthesize.json") as f:
+        report = json.load(f)
+    assert report["num_images"] == 16 and "pseudo_mask_AP50" not in report
 
 
 def test_errors_name_the_problem(tmp_path):
