@@ -24,5 +24,5 @@ from .roi_align import (  # noqa: F401  (Mask R-CNN's RoI heads on CPU: Trainer,
     roi_align_gather,
     use_gather_roi_align,
 )
-from .upsample import BilinearUpsample, bilinear_kernel  # noqa: F401  (FCN heads, DLA IDA-up)
+from .upsample import BilinearUpsample, bilinear_kernel  # noqa: F401  (DLA's IDA-up)
 from .windows import window_starts  # noqa: F401  (CPNet sliding window, tiled inference)

@@ -1,5 +1,5 @@
-"""Learnable up-sampling initialised to bilinear interpolation (FCN's "deconvolution" layers,
-CenterNet's ``fill_up_weights``)."""
+"""Learnable up-sampling initialised to bilinear interpolation (DLA's IDA-up, CenterNet's
+``fill_up_weights``; FCN's own are fixed: modeling/fcn/fcn_head.py)."""
 
 import torch
 from torch import nn

@@ -1,4 +1,4 @@
-"""BilinearUpsample: FCN's learnable up-sampling and DLA's IDA-up, initialised to bilinear."""
+"""BilinearUpsample: DLA's learnable IDA-up (CenterNet's fill_up_weights), bilinear at first."""
 
 import torch
 

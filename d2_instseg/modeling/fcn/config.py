@@ -20,7 +20,7 @@ def add_fcn_config(cfg: CN) -> None:
     """Add MODEL.FCN and MODEL.UNET."""
     cfg.MODEL.FCN = CN()
     # FCN-32s / 16s / 8s: the finest stride whose score map is fused (by addition) before the
-    # final learnable up-sampling.
+    # final (fixed bilinear) up-sampling.
     cfg.MODEL.FCN.VARIANT = 8
     # Backbone features at strides 8, 16, 32 (pool3, pool4, pool5 in the FCN paper).
     cfg.MODEL.FCN.IN_FEATURES = ["res3", "res4", "res5"]

@@ -4,14 +4,19 @@ Shape shorthand:
     B: batch; K: classes; h_s, w_s: size of the backbone feature at stride s (8, 16, 32).
 
 score_32 = classifier(conv(res5)); FCN-16s adds up2(score_32) to score(res4); FCN-8s adds up2 of
-that to score(res3); the finest fused score map is up-sampled by its stride with a learnable
-transposed convolution initialised to bilinear. Up-sampled maps are cropped to their skip's size,
-which aligns them on odd input sizes (2 * ceil(h / 2) >= h, same top-left origin).
+that to score(res3); the finest fused score map is up-sampled by its stride. Every up-sampling is
+fixed bilinear interpolation, as in the authors' reference nets (fcn.berkeleyvision.org: each
+``Deconvolution`` is filled with a bilinear kernel and has ``lr_mult: 0``); it runs as
+``F.interpolate`` (align_corners=False), which equals that deconvolution inside the image (their
+input padding of 100 px keeps its zero-padded border outside the output), and as a ``Resize`` in
+ONNX. Up-sampled maps are cropped to their skip's size, which aligns them on odd input sizes
+(2 * ceil(h / 2) >= h, same top-left origin).
 """
 
 from typing import Dict
 
 import torch
+import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
@@ -19,7 +24,6 @@ from torch import nn
 
 from ...layers.conv import conv_norm_act
 from ...layers.resize import resize_and_crop
-from ...layers.upsample import BilinearUpsample
 from ...utils.config_checks import check_backbone_features
 from .base import DenseHead
 
@@ -28,7 +32,8 @@ _LEVELS = {32: 1, 16: 2, 8: 3}  # variant -> number of fused backbone levels
 
 @SEM_SEG_HEADS_REGISTRY.register()
 class FCNHead(DenseHead):
-    """FCN-{32,16,8}s head; logits at ``stride(finest fused level) * h`` (>= the input size)."""
+    """FCN-{32,16,8}s head; logits at ``stride(finest fused level) * h`` (>= the input size).
+    Its only parameters are the convolutions: the up-samplings are fixed (module docstring)."""
 
     @configurable
     def __init__(
@@ -70,8 +75,7 @@ class FCNHead(DenseHead):
             nn.init.zeros_(score.weight)
             nn.init.zeros_(score.bias)
             self.score_skips.append(score)
-        self.up2 = nn.ModuleList(BilinearUpsample(num_classes, 2) for _ in self.in_features[:-1])
-        self.up_final = BilinearUpsample(num_classes, strides[0])
+        self.final_stride = strides[0]
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
@@ -95,7 +99,11 @@ class FCNHead(DenseHead):
         score = self.score_coarsest(features[self.in_features[-1]])
         for i in reversed(range(len(self.score_skips))):
             skip = features[self.in_features[i]]
-            score = resize_and_crop(
-                self.up2[i](score), skip.shape[-2:], factor=1
-            ) + self.score_skips[i](skip)
-        return self.up_final(score)
+            up = resize_and_crop(_up(score, 2), skip.shape[-2:], factor=1)
+            score = up + self.score_skips[i](skip)
+        return _up(score, self.final_stride)
+
+
+def _up(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """(B, K, h, w) -> (B, K, factor * h, factor * w), bilinear (FCN's fixed up-sampling)."""
+    return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)

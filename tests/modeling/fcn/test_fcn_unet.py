@@ -67,6 +67,32 @@ def test_fcn_variants_cover_odd_inputs(variant, stride):
     assert logits.shape[-2] >= 99 and logits.shape[-1] >= 133
 
 
+def test_fcn_upsampling_is_fixed_bilinear_up_to_the_border():
+    """The authors' up-sampling is fixed (lr_mult 0): the head's only parameters are its convs, and
+    a constant score map comes out constant everywhere, borders included (a zero-padded
+    transposed convolution would give 3/4 of it in the first row of each 2x step)."""
+    shapes, feats = odd_features()
+    head = FCNHead(
+        shapes,
+        in_features=["res3", "res4", "res5"],
+        num_classes=2,
+        ignore_value=255,
+        conv_dim=8,
+        dropout=0.0,
+        norm="BN",
+        loss_weight=1.0,
+    ).eval()
+    assert all(".up" not in n for n, _ in head.named_parameters())
+    classifier = head.score_coarsest[-1]
+    with torch.no_grad():
+        classifier.weight.zero_()
+        classifier.bias.copy_(torch.tensor([1.5, -2.0]))
+    logits, _ = head(feats)
+    assert logits.shape == (1, 2, 13 * 8, 17 * 8)
+    assert torch.allclose(logits[0, 0], torch.full_like(logits[0, 0], 1.5))
+    assert torch.allclose(logits[0, 1], torch.full_like(logits[0, 1], -2.0))
+
+
 def test_fcn8s_skip_alignment_on_odd_input():
     """An impulse at res3 position (5, 7) must come out centred on input pixel
     (8 * 5 + 3.5, 8 * 7 + 3.5) = (43.5, 59.5): the centre of stride-8 cell i is 8 i + 3.5. Coarser
