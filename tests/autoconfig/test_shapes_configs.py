@@ -14,12 +14,16 @@ ALWAYS = {
     "INPUT.MAX_SIZE_TEST": "a cap: Base-Shapes' 256 admits every shapes image unshrunk",
     "TEST.DETECTIONS_PER_IMAGE": "Base-Shapes' 50 >= the rule's 40: more candidates, same AP",
 }
-_NOT_REMEASURED = "the tool's value is not yet measured on shapes; the README figures use this one"
+# Measured 2026-12-05 (seed 42, 600 iterations, shapes_sem_seg_val mIoU, hand-set vs the tool's
+# 104 px crops, 112 px scale): CPNet 41.1 vs 38.0, FCN-8s 36.9 vs 35.6, UNet 26.3 vs 25.1.
+# IRNet, 2026-12-05 (docs/irnet.md): the tool's whole pipeline gave pseudo AP50 2.4 against 10.9
+_IRNET_MEASURED = "the tool's sizes gave lower pseudo-label AP50 than the hand-set ones (measured)"
+_SEMANTIC_MEASURED = "the hand-set 128 px crops and scale scored higher than the tool's (measured)"
 _SEMANTIC = {
-    "INPUT.CROP.SIZE": _NOT_REMEASURED,
-    "INPUT.RANDOM_SCALE.BASE_SIZE": _NOT_REMEASURED,
-    "INPUT.MIN_SIZE_TEST": _NOT_REMEASURED,
-    "INPUT.MAX_SIZE_TEST": _NOT_REMEASURED,
+    "INPUT.CROP.SIZE": _SEMANTIC_MEASURED,
+    "INPUT.RANDOM_SCALE.BASE_SIZE": _SEMANTIC_MEASURED,
+    "INPUT.MIN_SIZE_TEST": _SEMANTIC_MEASURED,
+    "INPUT.MAX_SIZE_TEST": _SEMANTIC_MEASURED,
 }
 DIFFERS = {
     "mask_rcnn_R18_FPN": {},
@@ -27,13 +31,13 @@ DIFFERS = {
     "spatial_embeddings": {},
     "cpnet": {
         **_SEMANTIC,
-        "MODEL.CPNET.PRIOR_SIZE": _NOT_REMEASURED,
-        "MODEL.CPNET.TEST.SLIDE_STRIDE": _NOT_REMEASURED,
+        "MODEL.CPNET.PRIOR_SIZE": _SEMANTIC_MEASURED,
+        "MODEL.CPNET.TEST.SLIDE_STRIDE": _SEMANTIC_MEASURED,
     },
     "fcn8s": _SEMANTIC,
     "unet": _SEMANTIC,
     "irnet": {
-        f"MODEL.IRNET.{k}": _NOT_REMEASURED
+        f"MODEL.IRNET.{k}": _IRNET_MEASURED
         for k in (
             "IRN.RADIUS",
             "IRN.CROP_SIZE",
