@@ -29,6 +29,20 @@ def odd_features(channels=(4, 6, 8), size=(99, 133)):
     return shapes, feats
 
 
+def fcn_head(shapes, in_features, num_classes, conv_dim=8, norm="BN"):
+    """An FCNHead in eval mode, no dropout."""
+    return FCNHead(
+        shapes,
+        in_features=in_features,
+        num_classes=num_classes,
+        ignore_value=255,
+        conv_dim=conv_dim,
+        dropout=0.0,
+        norm=norm,
+        loss_weight=1.0,
+    ).eval()
+
+
 def test_bilinear_kernel_by_hand():
     """Factor 2 -> k = 4, profile 1 - |x - 1.5| / 2 = [.25, .75, .75, .25]."""
     k = bilinear_kernel(1, 4)[0, 0]
@@ -51,16 +65,7 @@ def test_bilinear_upsample_matches_interpolation_inside():
 @pytest.mark.parametrize("variant,stride", [(8, 8), (16, 16), (32, 32)])
 def test_fcn_variants_cover_odd_inputs(variant, stride):
     shapes, feats = odd_features()
-    head = FCNHead(
-        shapes,
-        in_features=["res3", "res4", "res5"][3 - {8: 3, 16: 2, 32: 1}[variant] :],
-        num_classes=5,
-        ignore_value=255,
-        conv_dim=8,
-        dropout=0.0,
-        norm="BN",
-        loss_weight=1.0,
-    ).eval()
+    head = fcn_head(shapes, ["res3", "res4", "res5"][3 - {8: 3, 16: 2, 32: 1}[variant] :], 5)
     logits, _ = head(feats)
     finest = feats[head.in_features[0]]
     assert logits.shape == (1, 5, finest.shape[-2] * stride, finest.shape[-1] * stride)
@@ -72,16 +77,7 @@ def test_fcn_upsampling_is_fixed_bilinear_up_to_the_border():
     a constant score map comes out constant everywhere, borders included (a zero-padded
     transposed convolution would give 3/4 of it in the first row of each 2x step)."""
     shapes, feats = odd_features()
-    head = FCNHead(
-        shapes,
-        in_features=["res3", "res4", "res5"],
-        num_classes=2,
-        ignore_value=255,
-        conv_dim=8,
-        dropout=0.0,
-        norm="BN",
-        loss_weight=1.0,
-    ).eval()
+    head = fcn_head(shapes, ["res3", "res4", "res5"], 2)
     assert all(".up" not in n for n, _ in head.named_parameters())
     classifier = head.score_coarsest[-1]
     with torch.no_grad():
@@ -100,16 +96,7 @@ def test_fcn8s_skip_alignment_on_odd_input():
     maps (4x5 -> 8x10 -> cropped to 7x9 -> 14x18 -> cropped to 13x17) must line up, else the sum
     fails or shifts."""
     shapes, feats = odd_features(channels=(1, 1, 1))
-    head = FCNHead(
-        shapes,
-        in_features=["res3", "res4", "res5"],
-        num_classes=1,
-        ignore_value=255,
-        conv_dim=4,
-        dropout=0.0,
-        norm="",
-        loss_weight=1.0,
-    ).eval()
+    head = fcn_head(shapes, ["res3", "res4", "res5"], 1, conv_dim=4, norm="")
     with torch.no_grad():
         for p in head.score_coarsest.parameters():
             p.zero_()
