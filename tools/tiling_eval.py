@@ -6,15 +6,20 @@
         --tiled-opts MODEL.CENTERMASK.TOPK_TEST 1600 -- \
         MODEL.WEIGHTS output/centermask/model_final.pth MODEL.CENTERMASK.TOPK_TEST 100
 
-Builds a ``size`` x ``size`` mosaic of ``cell`` x ``cell`` cells from DATASETS.TEST[0] (each image
-cropped to the cell, or padded with its mean colour; the images repeat when there are fewer than
-cells), with the ground truth moved along. Then, in this process:
+Builds a ``size`` x ``size`` mosaic of ``cell`` x ``cell`` cells from DATASETS.TEST[0] (the images
+repeat when there are fewer than cells), with the ground truth moved along. ``--background cells``
+pastes each image, cropped to the cell or padded with its mean colour: the mosaic then has edges
+between cells that no single image has. ``--background shared`` draws one background over the whole
+mosaic (the shapes generator's, seeded by ``--seed``) and paints each image's visible shape masks on
+it in colours that stand out from the background under them, as the generator does, plus its sensor
+noise: a large image without seams of its own. Then, in this process:
 
-1. one by one: every cell through ``d2_instseg.Predictor`` (no tiling), its instances moved to
-   their place in the mosaic;
+1. one by one: every cell (its pixels of the mosaic) through ``d2_instseg.Predictor`` (no tiling),
+   its instances moved to their place in the mosaic;
 2. tiled: the whole mosaic through the Predictor with ``TEST.TILING`` (``--tile``, ``--overlap``),
-   peak memory measured as the growth of the process' peak RSS over what it held before (and, if
-   ``--memory-only``, nothing else runs first, so the figure is the whole process' peak).
+   peak memory measured as the process' peak RSS during it (the peak is reset just before it where
+   Linux allows, see ``reset_peak_rss``) and its growth over what the process held before (model,
+   mosaic, ground truth); ``--memory-only`` skips the one-by-one run.
 
 Both are scored as one image by COCO mask AP (pycocotools, up to 100,000 detections) against the
 same ground truth: the difference is what tiling costs. Prints a JSON line and writes --output.
@@ -38,6 +43,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 import d2_instseg  # noqa: F401  (registers models and datasets)
+from d2_instseg.data.datasets.synthetic_shapes import distinct_colour, draw_background
 from d2_instseg.engine import Predictor, setup_cfg
 from d2_instseg.engine.predictions import coco_results
 from d2_instseg.engine.tiling import crop_to_rle
@@ -52,6 +58,13 @@ def argument_parser():
     parser.add_argument("--cell", type=int, default=128, help="cell side, pixels")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=96, help="at least the largest object")
+    parser.add_argument(
+        "--background",
+        choices=("cells", "shared"),
+        default="cells",
+        help="cells: the images pasted side by side; shared: their shapes on one background",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="of the shared background and colours")
     parser.add_argument("--memory-only", action="store_true", help="only the tiled run")
     parser.add_argument("--output", default="output/tiling/result.json")
     parser.add_argument(
@@ -76,22 +89,32 @@ def fit_to_cell(image: np.ndarray, cell: int) -> np.ndarray:
     return out
 
 
-def build_mosaic(dicts, size: int, cell: int, image_format: str):
-    """The mosaic (size, size, 3), its cells [(y, x, cell image)], and COCO ground truth."""
+def build_mosaic(dicts, size: int, cell: int, image_format: str, rng=None):
+    """The mosaic (size, size, 3) uint8, its cells [(y, x, cell image)], and COCO ground truth.
+
+    Without ``rng`` each image is pasted into its cell (``fit_to_cell``); with one, the cells share
+    one background drawn over the whole mosaic, and each image's visible shape masks (cropped to the
+    cell) are painted on it in a colour distinct from the background under them, then the
+    generator's sensor noise (sigma 4) is added everywhere.
+    """
     per_side = size // cell
-    mosaic = np.zeros((size, size, 3), dtype=np.uint8)
-    cells, annotations = [], []
+    shared = rng is not None
+    mosaic = draw_background(rng, size, size) if shared else np.zeros((size, size, 3), np.uint8)
+    annotations = []
     for i in tqdm.trange(per_side * per_side, desc="mosaic"):
         d = dicts[i % len(dicts)]
         y, x = (i // per_side) * cell, (i % per_side) * cell
-        image = fit_to_cell(read_image(d["file_name"], format=image_format), cell)
-        mosaic[y : y + cell, x : x + cell] = image
-        cells.append((y, x, image))
+        if not shared:
+            image = read_image(d["file_name"], format=image_format)
+            mosaic[y : y + cell, x : x + cell] = fit_to_cell(image, cell)
         gt = annotations_to_instances(d["annotations"], (d["height"], d["width"]), "bitmask")
         for mask, label in zip(gt.gt_masks.tensor.numpy(), gt.gt_classes.tolist()):
             crop = mask[:cell, :cell]
             if not crop.any():
                 continue
+            if shared:  # the visible masks are disjoint: painting order does not matter
+                region = mosaic[y : y + crop.shape[0], x : x + crop.shape[1]]
+                region[crop] = distinct_colour(rng, region, crop)
             rle = crop_to_rle(crop, y, x, size, size)
             rle["counts"] = rle["counts"].decode("ascii")
             annotations.append(
@@ -105,7 +128,30 @@ def build_mosaic(dicts, size: int, cell: int, image_format: str):
                     "iscrowd": 0,
                 }
             )
+    if shared:
+        for row in mosaic:  # row by row: a float64 noise array of the whole mosaic is 400 MB
+            row += rng.normal(0, 4, size=row.shape)
+        mosaic = np.clip(np.round(mosaic), 0, 255).astype(np.uint8)
+        if image_format == "BGR":  # the generator draws RGB
+            mosaic = np.ascontiguousarray(mosaic[:, :, ::-1])
+    cells = [
+        (y, x, mosaic[y : y + cell, x : x + cell])
+        for y in range(0, per_side * cell, cell)
+        for x in range(0, per_side * cell, cell)
+    ]
     return mosaic, cells, annotations
+
+
+def reset_peak_rss() -> bool:
+    """Reset the process' peak RSS to its current RSS (Linux >= 4.0: ``5`` to /proc/self/clear_refs,
+    which getrusage's ru_maxrss follows), so that the peak read later is the tiled run's own and not
+    the mosaic's build (whose float temporaries reach ~2 GB at 4096²); False where it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def shift(instances: Instances, y: int, x: int, size: int) -> Instances:
@@ -141,7 +187,8 @@ def main(argv=None):
     args.opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts  # after --tiled-opts
     cfg = setup_cfg(args, run_default_setup=False, check_data=False)
     dicts = DatasetCatalog.get(cfg.DATASETS.TEST[0])
-    mosaic, cells, annotations = build_mosaic(dicts, args.size, args.cell, cfg.INPUT.FORMAT)
+    rng = np.random.default_rng(args.seed) if args.background == "shared" else None
+    mosaic, cells, annotations = build_mosaic(dicts, args.size, args.cell, cfg.INPUT.FORMAT, rng)
     # the ground truth's category ids are the contiguous classes: results keep them as they are
     num_classes = len(MetadataCatalog.get(cfg.DATASETS.TEST[0]).thing_classes)
     identity = list(range(num_classes))
@@ -154,6 +201,8 @@ def main(argv=None):
     gt.createIndex()
     bgr = mosaic if cfg.INPUT.FORMAT == "BGR" else mosaic[:, :, ::-1]
     report = {"config": args.config_file, "size": args.size, "cell": args.cell}
+    report.update(background=args.background, seed=args.seed)
+    report["mosaic_peak_rss_MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report.update(tile=args.tile, overlap=args.overlap, objects=len(annotations))
     if not args.memory_only:
         single = Predictor(cfg)
@@ -170,12 +219,13 @@ def main(argv=None):
     tiled_cfg.TEST.TILING.TILE, tiled_cfg.TEST.TILING.OVERLAP = args.tile, args.overlap
     tiled_cfg.merge_from_list(args.tiled_opts)
     tiled = Predictor(tiled_cfg)
+    report["tiled"] = {"peak_reset": reset_peak_rss()}
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
     instances = tiled(np.ascontiguousarray(bgr))["instances"]
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    report["tiled"] = {"seconds": seconds, "peak_rss_MB": peak, "rss_growth_MB": peak - before}
+    report["tiled"].update(seconds=seconds, peak_rss_MB=peak, rss_growth_MB=peak - before)
     if not args.memory_only:
         report["tiled"].update(mask_ap(gt, coco_results(instances, 1, identity)))
     else:

@@ -77,7 +77,7 @@ class ShapesSpec:
 # Drawing
 
 
-def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+def draw_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """One of three background kinds, float32 (H, W, 3) in [0, 255]."""
     kind = rng.integers(3)
     base = rng.uniform(20, 235, size=3)
@@ -122,7 +122,7 @@ def _shape_mask(rng, cat_id: int, h: int, w: int, spec: ShapesSpec, near=None) -
     return canvas.astype(bool), (cy, cx, r)
 
 
-def _distinct_colour(rng, background: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def distinct_colour(rng, background: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """A colour at least 90 (RGB L2) away from the mean background under ``mask``."""
     under = background[mask].mean(axis=0)
     colour = rng.uniform(0, 255, size=3)
@@ -146,7 +146,7 @@ def draw_image(spec: ShapesSpec, index: int) -> Tuple[np.ndarray, List[Tuple[int
     rng = np.random.default_rng([spec.seed, index])
     h = int(rng.integers(spec.min_side, spec.max_side + 1))
     w = int(rng.integers(spec.min_side, spec.max_side + 1))
-    background = _background(rng, h, w)
+    background = draw_background(rng, h, w)
     image = background.copy()
     classes = np.arange(1, len(CATEGORIES) + 1)
     if spec.max_classes < len(CATEGORIES):
@@ -173,7 +173,7 @@ def draw_image(spec: ShapesSpec, index: int) -> Tuple[np.ndarray, List[Tuple[int
                 break
         else:
             continue  # no placement keeps the earlier shapes visible enough: draw fewer shapes
-        image[mask] = _distinct_colour(rng, background, mask)
+        image[mask] = distinct_colour(rng, background, mask)
         cats.append(cat)
         full_area.append(int(mask.sum()))
         placed.append(where)
