@@ -49,6 +49,12 @@ freed memory (``GLIBC_TUNABLES``, see MALLOC_REUSE): on CPU, full-resolution act
 glibc's 32 MiB mmap threshold otherwise cost a page fault per page on every forward. A serving
 process gets the same by starting with that environment variable (or jemalloc / tcmalloc preloaded).
 
+``--rounds N`` runs the whole list of rows N times, one row after the other in each round, so that
+a slow spell of a shared machine falls on every row alike instead of on one: each row reports the
+round with its median latency, its latency in every round, and its ratios to the reference (and to
+its eager row) round by round, whose range the table gives (a ratio that holds across the rounds is
+a figure; one that moves with them is noise).
+
 The same run measures the machine's dense throughput (float32 matmul and 3x3 convolution with the
 same thread count): each model's achieved FLOP/s is reported as a fraction of it (the roofline
 column). Every figure is also given as a ratio to the Mask R-CNN row at the same size. Random
@@ -685,6 +691,17 @@ def run_row(config, size, backend, args, planted=0):
     )
 
 
+def median_round(results):
+    """The row of the round with the median latency (the lower one of an even count), with every
+    round's latency in ``round_latencies_ms`` (in round order)."""
+    row = sorted(results, key=lambda r: r["latency_ms"])[(len(results) - 1) // 2]
+    return dict(row, round_latencies_ms=[r["latency_ms"] for r in results])
+
+
+def _round_ratios(row, other):
+    return [a / b for a, b in zip(row["round_latencies_ms"], other["round_latencies_ms"])]
+
+
 def add_ratios(rows):
     keys = (
         "latency_ms",
@@ -697,6 +714,7 @@ def add_ratios(rows):
     for row in rows:
         ref = next(r for r in rows if r["config"] == REFERENCE and r["size"] == row["size"])
         row["ratio_to_mask_rcnn"] = {k: row[k] / ref[k] for k in keys if k in row and ref.get(k)}
+        row["round_ratios_to_mask_rcnn"] = _round_ratios(row, ref)
         eager = [
             r
             for r in rows
@@ -704,10 +722,18 @@ def add_ratios(rows):
         ]
         if eager:
             row["latency_ratio_to_eager"] = row["latency_ms"] / eager[0]["latency_ms"]
+            row["round_ratios_to_eager"] = _round_ratios(row, eager[0])
 
 
 def _or_dash(value):
     return "-" if value is None else value
+
+
+def _ratio(value, rounds):
+    """A ratio, followed by its range over the rounds when there are several."""
+    if value is None:
+        return "-"
+    return f"{value:.2f}" + (f" ({min(rounds):.2f}-{max(rounds):.2f})" if len(rounds) > 1 else "")
 
 
 def format_table(rows, peak):
@@ -725,12 +751,12 @@ def format_table(rows, peak):
             if "train_iters_per_s" in r
             else "-"
         )
-        to_eager = r.get("latency_ratio_to_eager")
+        to_eager = _ratio(r.get("latency_ratio_to_eager"), r.get("round_ratios_to_eager", []))
         lines.append(
             f"| {name} | {r['backend']} | {r['size']} | {r['latency_ms']:.0f} "
             f"({r['latency_iqr_ms'][0]:.0f}-{r['latency_iqr_ms'][1]:.0f}) | "
-            f"{r['ratio_to_mask_rcnn']['latency_ms']:.2f} | "
-            f"{'-' if to_eager is None else f'{to_eager:.2f}'} | "
+            f"{_ratio(r['ratio_to_mask_rcnn']['latency_ms'], r['round_ratios_to_mask_rcnn'])} | "
+            f"{to_eager} | "
             f"{r['forward_ms']:.0f} / {r['postprocess_ms']:.0f} | "
             f"{100 * r['postprocess_fraction']:.0f} | {_or_dash(r.get('instances'))} | "
             f"{r['gflops']:.1f} | "
@@ -808,6 +834,9 @@ def main():
     parser.add_argument("--train-batch", type=int, default=2, help="images per training iteration")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps the default")
     parser.add_argument(
+        "--rounds", type=int, default=1, help="run every row this many times, interleaved"
+    )
+    parser.add_argument(
         "--backends",
         nargs="+",
         choices=BACKENDS,
@@ -858,6 +887,8 @@ def main():
         help="config KEY VALUE pairs for every config but the reference",
     )
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
     if args.worker:
         return worker(args)
     import torch
@@ -866,9 +897,13 @@ def main():
     rows = []
     for size in args.sizes:
         runs = [(REFERENCE, "eager")] + [(c, b) for c in args.config_file for b in args.backends]
-        for config, backend in runs:
-            print(f"benchmarking {config} ({backend}) at {size} ...", flush=True)
-            rows.append(run_row(config, size, backend, args))
+        results = {run: [] for run in runs}
+        for r in range(args.rounds):
+            for config, backend in runs:
+                which = f", round {r + 1} of {args.rounds}" if args.rounds > 1 else ""
+                print(f"benchmarking {config} ({backend}) at {size}{which} ...", flush=True)
+                results[config, backend].append(run_row(config, size, backend, args))
+        rows += [median_round(results[run]) for run in runs]
     add_ratios(rows)
     scaling = []
     for size in args.sizes if args.instances else []:
@@ -888,6 +923,7 @@ def main():
         "cpu_count": os.cpu_count(),
         "threads": rows[0]["threads"],
         "malloc": args.malloc,
+        "rounds": args.rounds,
         "dense_gflops_per_s": peak,
         "rows": rows,
         "scaling": scaling,

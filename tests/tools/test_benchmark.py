@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -182,3 +183,56 @@ def test_benchmark_instances_rows(tmp_path):
         assert row["instances"] == row["planted"]
         assert 0 <= row["postprocess_fraction"] < 1 and row["latency_ms"] > 0
     assert "Post-processing against the number of instances" in proc.stdout
+
+
+def test_rounds_keep_each_rows_median_round_and_its_ratios_round_by_round():
+    """Hand-made latencies over 3 rounds: reference 100 / 300 / 200 ms, a config's eager row
+    50 / 90 / 120, its int8 row 20 / 60 / 40. Medians: 200 (round 3), 90 (round 2), 40 (round 3);
+    ratios round by round: eager / reference 0.5, 0.3, 0.6; int8 / eager 0.4, 2/3, 1/3."""
+    bench = _benchmark_module()
+    latencies = {
+        (bench.REFERENCE, "eager"): [100.0, 300.0, 200.0],
+        ("ours.yaml", "eager"): [50.0, 90.0, 120.0],
+        ("ours.yaml", "int8"): [20.0, 60.0, 40.0],
+    }
+    rows = []
+    for (config, backend), values in latencies.items():
+        results = [
+            {"config": config, "backend": backend, "size": "8x8", "latency_ms": v, "round": k}
+            for k, v in enumerate(values)
+        ]
+        rows.append(bench.median_round(results))
+    assert [r["round"] for r in rows] == [2, 1, 2]
+    assert rows[1]["round_latencies_ms"] == [50.0, 90.0, 120.0]
+    bench.add_ratios(rows)
+    reference, eager, int8 = rows
+    assert reference["round_ratios_to_mask_rcnn"] == [1.0, 1.0, 1.0]
+    assert eager["ratio_to_mask_rcnn"]["latency_ms"] == pytest.approx(90 / 200)
+    assert eager["round_ratios_to_mask_rcnn"] == pytest.approx([0.5, 0.3, 0.6])
+    assert int8["latency_ratio_to_eager"] == pytest.approx(40 / 90)
+    assert int8["round_ratios_to_eager"] == pytest.approx([0.4, 2 / 3, 1 / 3])
+    assert bench._ratio(40 / 90, int8["round_ratios_to_eager"]) == "0.44 (0.33-0.67)"
+    assert bench._ratio(0.5, [0.5]) == "0.50"  # one round: no range
+
+
+def test_benchmark_rounds_interleave_rows(tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "tools/benchmark.py", "--config-file", "configs/shapes/cpnet.yaml"]
+    cmd += ["--sizes", "64x64", "--batch-sizes", "1", "--warmup", "0", "--iters", "1"]
+    cmd += ["--train-iters", "0", "--rounds", "2", "--output", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    order = [line for line in proc.stdout.splitlines() if line.startswith("benchmarking")]
+    assert [line.split()[1].split("/")[-1] + line.split(",")[-1] for line in order] == [
+        "mask_rcnn_R_50_FPN_3x.yaml round 1 of 2 ...",
+        "cpnet.yaml round 1 of 2 ...",
+        "mask_rcnn_R_50_FPN_3x.yaml round 2 of 2 ...",
+        "cpnet.yaml round 2 of 2 ...",
+    ]
+    result = json.loads(out.read_text())
+    assert result["rounds"] == 2
+    for row in result["rows"]:
+        assert row["latency_ms"] in row["round_latencies_ms"]
+        assert len(row["round_latencies_ms"]) == 2
+        assert len(row["round_ratios_to_mask_rcnn"]) == 2
+    assert re.search(r"\| cpnet[^\n]*\| \d+\.\d\d \(\d+\.\d\d-\d+\.\d\d\) \|", proc.stdout)
