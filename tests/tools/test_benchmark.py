@@ -235,4 +235,5 @@ def test_benchmark_rounds_interleave_rows(tmp_path):
         assert row["latency_ms"] in row["round_latencies_ms"]
         assert len(row["round_latencies_ms"]) == 2
         assert len(row["round_ratios_to_mask_rcnn"]) == 2
-    assert re.search(r"\| cpnet[^\n]*\| \d+\.\d\d \(\d+\.\d\d-\d+\.\d\d\) \|", proc.stdout)
+    ratio_with_range = r"\| \d+\.\d\d \(\d+\.\d\d-\d+\.\d\d\) \|"
+    assert re.search(r"\| configs/shapes/cpnet\.yaml \|[^\n]*" + ratio_with_range, proc.stdout)
