@@ -100,10 +100,11 @@ def build_mosaic(dicts, size: int, cell: int, image_format: str, rng=None):
     per_side = size // cell
     shared = rng is not None
     mosaic = draw_background(rng, size, size) if shared else np.zeros((size, size, 3), np.uint8)
-    annotations = []
+    annotations, corners = [], []
     for i in tqdm.trange(per_side * per_side, desc="mosaic"):
         d = dicts[i % len(dicts)]
         y, x = (i // per_side) * cell, (i % per_side) * cell
+        corners.append((y, x))
         if not shared:
             image = read_image(d["file_name"], format=image_format)
             mosaic[y : y + cell, x : x + cell] = fit_to_cell(image, cell)
@@ -134,11 +135,7 @@ def build_mosaic(dicts, size: int, cell: int, image_format: str, rng=None):
         mosaic = np.clip(np.round(mosaic), 0, 255).astype(np.uint8)
         if image_format == "BGR":  # the generator draws RGB
             mosaic = np.ascontiguousarray(mosaic[:, :, ::-1])
-    cells = [
-        (y, x, mosaic[y : y + cell, x : x + cell])
-        for y in range(0, per_side * cell, cell)
-        for x in range(0, per_side * cell, cell)
-    ]
+    cells = [(y, x, mosaic[y : y + cell, x : x + cell]) for y, x in corners]
     return mosaic, cells, annotations
 
 

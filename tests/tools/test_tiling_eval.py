@@ -10,7 +10,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
-from ..conftest import REPO
+from ..conftest import REPO, TRAINED_CENTERMASK
 
 sys.path.insert(0, os.path.join(REPO, "tools"))
 import tiling_eval  # noqa: E402
@@ -86,12 +86,10 @@ def test_pasted_cells_have_edges_the_shared_background_has_not(dicts):
 def test_the_tool_scores_both_runs(trained_centermask, tmp_path):
     _, _, weights = trained_centermask
     output = tmp_path / "report.json"
-    argv = ["--config-file", f"{REPO}/configs/shapes/centermask.yaml", "--size", "256"]
-    argv += ["--tile", "160"]
+    config, *opts = TRAINED_CENTERMASK  # the architecture the weights were trained with
+    argv = ["--config-file", f"{REPO}/{config}", "--size", "256", "--tile", "160"]
     argv += ["--overlap", "48", "--background", "shared", "--output", str(output), "--"]
-    argv += ["DATASETS.TEST", "('shapes_tiny_val',)", "MODEL.WEIGHTS", weights]
-    argv += ["MODEL.CENTERMASK.HEAD_CONV", "32"]
-    argv += ["MODEL.CENTERMASK.SALIENCY_CLASS_SPECIFIC", "False"]
+    argv += [str(v) for v in opts] + ["MODEL.WEIGHTS", weights]
     assert tiling_eval.main(argv) == 0
     report = json.loads(output.read_text())
     assert report["background"] == "shared" and report["objects"] > 0
