@@ -1,16 +1,17 @@
 """One plain training loop for everything that trains outside ``Trainer.train`` (the IRNet
 workflow's steps, the benchmark's training rows, the tests' tiny runs): Detectron2's
-``SimpleTrainer`` with the Trainer's own optimizer and LR-scheduler factories, so every loop honours
-the same SOLVER keys."""
+``SimpleTrainer`` (or the mixed-precision loop ``SOLVER.AMP`` selects) with the Trainer's own
+optimizer and LR-scheduler factories, so every loop honours the same SOLVER keys."""
 
 import math
 import os
 import time
 from typing import Callable, Dict, Iterable, Optional, Sequence
 
-from detectron2.engine import HookBase, SimpleTrainer, hooks
+from detectron2.engine import HookBase, hooks
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 
+from .amp import build_step_trainer
 from .trainer import Trainer
 
 
@@ -37,7 +38,7 @@ def train_for(
     max_iter = cfg.SOLVER.MAX_ITER
     optimizer = Trainer.build_optimizer(cfg, model, lr_factor_func=lr_factor_func)
     scheduler = Trainer.build_lr_scheduler(cfg, optimizer)
-    trainer = SimpleTrainer(model, data_loader, optimizer)
+    trainer = build_step_trainer(cfg, model, data_loader, optimizer)
     hook_list = [hooks.IterationTimer(), hooks.LRScheduler(optimizer, scheduler), *extra_hooks]
     if log_dir:
         os.makedirs(log_dir, exist_ok=True)

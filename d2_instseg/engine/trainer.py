@@ -31,6 +31,7 @@ from ..evaluation.cityscapes import (
 from ..evaluation.coco import FastCOCOEvaluator
 from ..layers import use_gather_roi_align
 from ..utils.config_registry import check_d2_instseg_config
+from .amp import build_step_trainer
 from .checkpoint import SafeCheckpointer
 from .config import OPTIMIZERS
 from .grad_clip import with_gradient_clipping
@@ -100,6 +101,8 @@ class Trainer(DefaultTrainer):
     - evaluators are chosen by each test set's ``evaluator_type``;
     - ``SOLVER.LR_SCHEDULER_NAME`` may also be ``WarmupPolyLR`` (the papers' poly schedule);
     - multi-process training works on CPU (gloo, DDP without device ids);
+    - ``SOLVER.AMP.ENABLED`` trains in bfloat16 autocast on the CPU (Detectron2's AMPTrainer, CUDA
+      only, stays the GPU's: :mod:`d2_instseg.engine.amp`);
     - checkpoints are crash-safe (:class:`SafeCheckpointer`);
     - the evaluator of every test set is built before anything else, so that a missing evaluation
       dependency or test file stops the run at once, not at the first evaluation.
@@ -110,6 +113,9 @@ class Trainer(DefaultTrainer):
             self.build_evaluator(cfg, name)
         with _ddp_without_device_ids_on_cpu(cfg):
             super().__init__(cfg)
+        if cfg.SOLVER.AMP.ENABLED:  # DefaultTrainer picked Detectron2's CUDA-only AMPTrainer
+            step = self._trainer
+            self._trainer = build_step_trainer(cfg, step.model, step.data_loader, step.optimizer)
 
     def build_hooks(self):
         # DefaultTrainer.__init__ creates a plain DetectionCheckpointer just before calling this;
