@@ -91,13 +91,14 @@ def test_benchmark_writes_valid_json(tmp_path):
 
 def test_benchmark_backend_rows(tmp_path):
     """One config on every backend: a row each, in order after the eager fp32 reference, each with
-    its ratio to the same config's eager row (1 for the eager row itself)."""
+    its ratio to the same config's eager row (1 for the eager row itself); training speed in the
+    eager (float32) and bf16 (SOLVER.AMP) rows only."""
     out = tmp_path / "bench.json"
     backends = ["eager", "bf16", "compile", "torchscript", "onnxruntime", "int8"]
     cmd = [sys.executable, "tools/benchmark.py", "--config-file", "configs/shapes/cpnet.yaml"]
     cmd += ["--sizes", "64x64", "--batch-sizes", "1", "--warmup", "0", "--iters", "1"]
-    cmd += ["--train-iters", "0", "--calib-images", "1", "--output", str(out)]
-    cmd += ["--backends", *backends]
+    cmd += ["--train-iters", "1", "--train-batch", "1", "--calib-images", "1"]
+    cmd += ["--output", str(out), "--backends", *backends]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
@@ -108,6 +109,8 @@ def test_benchmark_backend_rows(tmp_path):
     for row in ours:
         assert row["latency_ms"] > 0 and row["forward_ms"] <= row["latency_ms"]
         assert row["gflops"] == ours[0]["gflops"]  # the eager network's count on every backend
+        trains = row["backend"] in ("eager", "bf16")
+        assert ("train_iters_per_s" in row) == trains and row.get("train_iters_per_s", 1) > 0
     assert "| int8 | 64x64 |" in proc.stdout
 
 
