@@ -35,6 +35,7 @@ from d2_instseg.autoconfig.write import config_text, relative_base
 from d2_instseg.data import register_user_dataset
 from d2_instseg.data.datasets.user_datasets import parse_dataset_arg
 from d2_instseg.data.fingerprint import fingerprint
+from d2_instseg.engine import amp
 
 
 def _dataset(spec: str) -> str:
@@ -158,6 +159,15 @@ def build_config(args) -> str:
         )
         derived.append(Derived("MODEL.IRNET.PIPELINE.GT_DATASET", "", "the training set's own"))
     base_cfg = _load(base)
+    if args.device == "cpu" and base_cfg.SOLVER.AMP.ENABLED and not amp.cpu_has_native_bfloat16():
+        derived.append(
+            Derived(
+                "SOLVER.AMP.ENABLED",
+                False,
+                "this CPU has no native bfloat16 (AVX-512 BF16 / AMX): mixed precision would be "
+                "emulated, slower than float32",
+            )
+        )
     if args.max_iter and args.method != "irnet":
         derived += schedule_keys(base_cfg, args.max_iter, "--max-iter")
     elif args.minutes and args.method != "irnet":

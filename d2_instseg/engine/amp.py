@@ -37,6 +37,12 @@ class CPUAMPTrainer(SimpleTrainer):
         self.optimizer.step()
 
 
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this CPU runs bfloat16 natively (AVX-512 BF16 or AMX, as oneDNN sees it): elsewhere
+    oneDNN emulates it and mixed precision trains slower than float32."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def build_step_trainer(cfg, model, data_loader, optimizer) -> SimpleTrainer:
     """The loop that runs one training step: ``SimpleTrainer`` (float32), or with
     ``SOLVER.AMP.ENABLED`` Detectron2's ``AMPTrainer`` on CUDA (float16, gradient scaler) and
@@ -45,7 +51,7 @@ def build_step_trainer(cfg, model, data_loader, optimizer) -> SimpleTrainer:
         return SimpleTrainer(model, data_loader, optimizer)
     if torch.device(cfg.MODEL.DEVICE).type == "cuda":
         return AMPTrainer(model, data_loader, optimizer)
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if not cpu_has_native_bfloat16():
         logger.warning(
             "SOLVER.AMP.ENABLED on a CPU without native bfloat16 (AVX-512 BF16 or AMX): oneDNN "
             "emulates it, and training is likely slower than in float32 (set it False)"

@@ -71,6 +71,21 @@ def test_minutes_give_iterations_from_a_measured_iteration_time(tmp_path):
     assert sizes == [[sizes[0][0] * 2**i] for i in range(5)] and sizes[0][0] >= 8
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_mixed_precision_only_where_the_cpu_has_bfloat16(tmp_path, monkeypatch, native):
+    """The CPU Mask R-CNN base config trains in bfloat16 autocast; on a CPU that would emulate
+    bfloat16 the tool turns it off and says why."""
+    monkeypatch.setattr(configure.amp, "cpu_has_native_bfloat16", lambda: native)
+    out = tmp_path / "mrcnn.yaml"
+    argv = [
+        "--dataset", "shapes_tiny_train", "--method", "mask_rcnn", "--max-iter", "3",
+        "-o", str(out),
+    ]  # fmt: skip
+    assert configure.main(argv) == 0
+    assert _load(out).SOLVER.AMP.ENABLED is native
+    assert ("ENABLED: False  # this CPU has no native bfloat16" in out.read_text()) is not native
+
+
 def test_schedule_keeps_the_base_fractions():
     cfg = get_cfg()
     cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS, cfg.SOLVER.WARMUP_ITERS = 600, (450, 550), 100
