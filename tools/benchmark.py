@@ -22,7 +22,8 @@ row, the reference's too, uses the model as ``d2_instseg.engine.Trainer`` builds
 ``d2_instseg.layers.ROIAlignGather``: the same values, faster to train on CPU).
 
 ``--backends`` measures each config (not the reference, which stays Detectron2's eager fp32) on
-each of: ``eager`` (fp32, as above), ``bf16`` (the eager model under ``torch.autocast`` bfloat16),
+each of: ``eager`` (fp32, as above), ``bf16`` (the eager network under bfloat16 autocast, the
+post-processing in float32: as ``TEST.AMP.ENABLED`` runs it in the Predictor),
 ``compile`` (its network compiled by ``torch.compile``, as TEST.COMPILE does in the Predictor; the
 compilation happens in the warm-up calls, which need ``--warmup`` >= 1),
 ``torchscript`` and ``onnxruntime`` (the model exported by ``d2_instseg.export`` at the row's input
@@ -147,23 +148,6 @@ class ForwardSplit:
             h.remove()
         if self.network is not None:
             setattr(self.model, self.attr, self.network)
-
-
-class Autocast:
-    """The eager model under ``torch.autocast(dtype=bfloat16)`` (the ``bf16`` backend), called like
-    the model; ``children()`` are the model's, for :class:`ForwardSplit`."""
-
-    def __init__(self, model, device):
-        self.model, self.device_type = model, device.split(":")[0]
-
-    def children(self):
-        return self.model.children()
-
-    def __call__(self, batched_inputs):
-        import torch
-
-        with torch.autocast(self.device_type, dtype=torch.bfloat16):
-            return self.model(batched_inputs)
 
 
 def time_inference(model, inputs, device, warmup, iters):
@@ -346,14 +330,14 @@ def backend_model(model, cfg, backend, size, calibration_batches, device):
     import shutil
     import tempfile
 
-    from d2_instseg.engine import compile_network
+    from d2_instseg.engine import autocast_network, compile_network
     from d2_instseg.export import ExportedModel, export_model
     from d2_instseg.export.quantize import quantize_int8_on_batches
 
     if backend == "eager":
         return model
-    if backend == "bf16":
-        return Autocast(model, device)
+    if backend == "bf16":  # as TEST.AMP.ENABLED runs it
+        return autocast_network(model, device.split(":")[0])
     if backend == "compile":
         return compile_network(model)
     folder = tempfile.mkdtemp(prefix="d2_instseg_bench_")

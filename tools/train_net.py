@@ -5,6 +5,8 @@
     python tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS path/to/model.pth
     python tools/train_net.py --config-file CFG --eval-only TEST.BACKEND onnxruntime \
         MODEL.WEIGHTS exported/model.int8.onnx      # an export of tools/export_model.py
+    python tools/train_net.py --config-file CFG --eval-only TEST.AMP.ENABLED True \
+        MODEL.WEIGHTS path/to/model.pth             # the network in bfloat16 (float16 on CUDA)
     python tools/train_net.py --config-file CFG --num-gpus 2            # 2 processes (gloo on CPU)
     python tools/train_net.py --config-file CFG --resume
     python tools/train_net.py --config-file configs/shapes/mask_rcnn_R18_FPN.yaml \
@@ -34,6 +36,7 @@ from d2_instseg.engine import (
     SafeCheckpointer,
     Trainer,
     add_dataset_argument,
+    autocast_network,
     load_exported,
     requirements_report,
     setup_cfg,
@@ -70,6 +73,8 @@ def main(args):
             SafeCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
                 cfg.MODEL.WEIGHTS, resume=args.resume
             )
+            if cfg.TEST.AMP.ENABLED:  # as the Predictor runs it
+                autocast_network(model, cfg.MODEL.DEVICE.split(":")[0])
         else:  # the exported file MODEL.WEIGHTS behind the eager model's inference function
             model = load_exported(cfg)
         results = Trainer.test(cfg, model)

@@ -2,6 +2,7 @@
 turning command-line arguments into a checked config (``setup_cfg``)."""
 
 from . import config  # noqa: F401  (registers the engine's config part)
+from .amp import autocast_network
 from .checkpoint import CheckpointCorruptError, SafeCheckpointer
 from .predictor import Predictor, compile_network, load_exported, prepare_for_inference
 from .setup import (
@@ -23,6 +24,7 @@ __all__ = [
     "SafeCheckpointer",
     "Trainer",
     "WeightsUnavailableError",
+    "autocast_network",
     "build_evaluator_for_dataset",
     "check_dataset_classes",
     "check_datasets_present",

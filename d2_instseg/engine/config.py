@@ -21,7 +21,7 @@ OPTIMIZERS = ("SGD", "ADAM", "ADAMW")
 
 def add_engine_config(cfg: CN) -> None:
     """Add SOLVER.OPTIMIZER, SOLVER.CHANNELS_LAST, TEST.FUSE_CONV_BN, TEST.CHANNELS_LAST,
-    TEST.COMPILE, TEST.BACKEND, TEST.TILING, INPUT.NORMALIZE(_PERCENTILES) (and, through
+    TEST.COMPILE, TEST.AMP, TEST.BACKEND, TEST.TILING, INPUT.NORMALIZE(_PERCENTILES) (and, through
     Detectron2's ``add_deeplab_config``, the poly schedule's SOLVER.POLY_LR_POWER /
     POLY_LR_CONSTANT_ENDING)."""
     # Optimizer built by the Trainer, one of OPTIMIZERS. Same key as Detectron2's Panoptic-DeepLab.
@@ -44,6 +44,12 @@ def add_engine_config(cfg: CN) -> None:
     # (tools/benchmark.py --backends eager compile, README "Speed"): CenterMask DLA-34 at 512x512
     # ~0.88x the eager latency.
     cfg.TEST.COMPILE = False
+    # ... and, when True, run its network in mixed precision (engine.amp.autocast_network: bfloat16
+    # autocast on the CPU, float16 on CUDA; the post-processing stays float32). Also
+    # honoured by tools/train_net.py --eval-only, to measure what it costs. The eager model only
+    # (TEST.BACKEND "torch"); exported graphs have their own precision (int8: --quantize). Off by
+    # default: the accuracy cost is the user's call (README "Deploying": per model, on shapes_val).
+    cfg.TEST.AMP = CN({"ENABLED": False})
     # Train with channels-last weights (and so channels-last activations): the Trainer converts the
     # model after building it. Measured here as in-process A/Bs (training step at batch 8): shapes
     # Mask R-CNN 1724 -> 1456 ms, CenterMask 375 -> 318, Spatial Embeddings 250 -> 226. Off by
@@ -85,6 +91,12 @@ def check_engine_config(cfg: CN) -> None:
         cfg, "SOLVER", [("OPTIMIZER", known), ("CHECKPOINT_ON_FAILURE", one_of(*ON_FAILURE))]
     )
     check_keys(cfg, "TEST", [("BACKEND", one_of(*BACKENDS))])
+    if cfg.TEST.AMP.ENABLED and cfg.TEST.BACKEND != "torch":
+        raise ValueError(
+            f"TEST.AMP.ENABLED runs the eager model in mixed precision; TEST.BACKEND "
+            f"{cfg.TEST.BACKEND!r} runs an exported graph in the precision it was exported in "
+            "(set TEST.AMP.ENABLED False; int8: tools/export_model.py --quantize int8)"
+        )
     check_keys(cfg, "TEST.TILING", [("TILE", at_least(1)), ("OVERLAP", at_least(0))])
     if cfg.TEST.TILING.OVERLAP >= cfg.TEST.TILING.TILE:
         raise ValueError(

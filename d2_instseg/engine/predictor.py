@@ -12,6 +12,7 @@ from detectron2.modeling import build_model
 from ..export import ExportedModel
 from ..layers import fuse_conv_bn, use_gather_roi_align
 from ..utils.config_registry import check_d2_instseg_config
+from .amp import autocast_network
 from .checkpoint import SafeCheckpointer
 from .tiling import Tiling, tiled_inference
 
@@ -102,13 +103,16 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 
 def prepare_for_inference(model: torch.nn.Module, cfg) -> torch.nn.Module:
     """What ``Predictor`` does to a loaded model in eval mode, in place: fold BatchNorms into convs
-    (``TEST.FUSE_CONV_BN``), use channels-last weights (``TEST.CHANNELS_LAST``) and compile the
-    network (``TEST.COMPILE``, :func:`compile_network`). Same outputs up to float rounding;
-    returns ``model``."""
+    (``TEST.FUSE_CONV_BN``), use channels-last weights (``TEST.CHANNELS_LAST``), run the network in
+    mixed precision (``TEST.AMP.ENABLED``, :func:`~d2_instseg.engine.amp.autocast_network`) and
+    compile it (``TEST.COMPILE``, :func:`compile_network`). Same outputs up to float rounding
+    (mixed precision: up to bfloat16's); returns ``model``."""
     if cfg.TEST.get("FUSE_CONV_BN", False):
         fuse_conv_bn(model)
     if cfg.TEST.get("CHANNELS_LAST", False):
         model.to(memory_format=torch.channels_last)
+    if cfg.TEST.AMP.ENABLED:
+        autocast_network(model, torch.device(cfg.MODEL.DEVICE).type)
     if cfg.TEST.get("COMPILE", False):
         compile_network(model)
     return model
