@@ -141,19 +141,21 @@ class _MixedPrecisionNetwork:
 
     def __init__(self, network: Callable, model: nn.Module, device_type: str):
         functools.update_wrapper(self, network)
-        self.network, self.model, self.device_type = network, model, device_type
+        self.run, self.model, self.device_type = (
+            autocast_call(network, device_type),
+            model,
+            device_type,
+        )
         self.lock, self.float32_layers = threading.Lock(), None
 
     def __call__(self, *args, **kwargs):
         with self.lock:  # a Predictor may be called from several threads
             if self.float32_layers is None:
-                network = functools.partial(self.network, *args, **kwargs)
-                run = autocast_call(network, self.device_type)
-                self.float32_layers = output_layers(run, self.model)
-                for layer in self.float32_layers:
+                found = output_layers(functools.partial(self.run, *args, **kwargs), self.model)
+                for layer in found:
                     layer.forward = float32_call(layer.forward, self.device_type)
-        with torch.autocast(self.device_type, dtype=autocast_dtype(self.device_type)):
-            return _float32(self.network(*args, **kwargs))
+                self.float32_layers = found
+        return self.run(*args, **kwargs)
 
 
 # The dense parts of Detectron2's models that inference autocasts: (attribute path, method, whether
