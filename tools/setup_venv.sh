@@ -15,6 +15,10 @@ D2_SOURCE=${D2_SOURCE:-mirror}
 [ -x $VENV/bin/python ] || "$PY" -m venv $VENV
 mkdir -p $STAMPS
 PIP="$VENV/bin/python -m pip install --disable-pip-version-check -q"
+# Every other package at the version of tools/constraints.txt (the venv the README's figures came from)
+CONSTRAINTS=tools/constraints.txt
+PINNED="$PIP -c $CONSTRAINTS"
+PINS=$(md5sum < $CONSTRAINTS | cut -c1-8)
 
 step() {  # step NAME CMD...: run CMD once, remembered by a stamp
   local name=$1; shift
@@ -25,7 +29,7 @@ step() {  # step NAME CMD...: run CMD once, remembered by a stamp
   fi
 }
 
-step torch $PIP torch==2.14.1 torchvision==0.29.1
+step "torch-$PINS" $PINNED torch==2.14.1 torchvision==0.29.1
 if [ "$D2_SOURCE" = mirror ]; then
   D2_DIR=$VENV/detectron2-mirror
   SITE=$($VENV/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
@@ -47,6 +51,7 @@ DEPS=(fvcore iopath pycocotools omegaconf hydra-core yacs termcolor tabulate clo
   matplotlib Pillow packaging "setuptools<82" opencv-python-headless pytest hypothesis scipy pydensecrf2
   shapely cityscapesscripts faster-coco-eval "ruff==0.17.6" onnx onnxruntime onnxscript tifffile
   fastapi uvicorn python-multipart httpx swagger-ui-bundle selenium psutil)
-# The stamp names the list's checksum: adding a package to DEPS installs it on the next run.
-step "deps-$(echo "${DEPS[*]}" | md5sum | cut -c1-8)" $PIP "${DEPS[@]}"
+# The stamp names the checksums of the list and of the pins: adding a package to DEPS or moving a pin
+# installs on the next run.
+step "deps-$(echo "${DEPS[*]}" | md5sum | cut -c1-8)-$PINS" $PINNED "${DEPS[@]}"
 step package $PIP --no-build-isolation --no-deps -e .
