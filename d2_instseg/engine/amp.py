@@ -21,6 +21,8 @@ from detectron2.engine import AMPTrainer, SimpleTrainer
 from torch import nn
 from torch.utils._pytree import tree_leaves, tree_map
 
+from ..utils.graph import walk_back
+
 logger = logging.getLogger(__name__)
 
 
@@ -100,10 +102,11 @@ WEIGHTED_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
 def output_layers(run: Callable[[], object], model: nn.Module) -> List[nn.Module]:
     """The weighted layers of ``model`` that make the outputs of ``run()``: from each output tensor
-    back through the autograd graph along first inputs (activations, reshapes, up-sampling; at
-    most 8 steps) to the first node a layer of :data:`WEIGHTED_LAYERS` made. The same walk as the
-    int8 export's (``d2_instseg.export.quantize.output_layers``), on the eager graph. ``run`` is
-    called once with gradients on; no activation is kept for a backward pass."""
+    back through the autograd graph along first inputs (activations, reshapes, up-sampling) to
+    the first node a layer of :data:`WEIGHTED_LAYERS` made: the int8 export's walk
+    (``d2_instseg.export.quantize.output_layers``; both ``d2_instseg.utils.graph.walk_back``), on
+    the eager graph. ``run`` is called once with gradients on; no activation is kept for a backward
+    pass."""
     made = {}
 
     def record(module, inputs, output):
@@ -123,12 +126,12 @@ def output_layers(run: Callable[[], object], model: nn.Module) -> List[nn.Module
             handle.remove()
     found = []
     for tensor in tree_leaves(outputs):
-        node = tensor.grad_fn if isinstance(tensor, torch.Tensor) else None
-        for _ in range(8):
-            if node is None or node in made:
-                break
-            node = next((fn for fn, _ in node.next_functions if fn is not None), None)
-        if node is not None and node in made:
+        node = walk_back(
+            tensor.grad_fn if isinstance(tensor, torch.Tensor) else None,
+            lambda fn: fn in made,
+            lambda fn: next((f for f, _ in fn.next_functions if f is not None), None),
+        )
+        if node is not None:
             found.append(made[node])
     return list(dict.fromkeys(found))
 

@@ -9,6 +9,7 @@ from typing import Dict, Iterable, List
 import numpy as np
 import torch
 
+from ..utils.graph import walk_back
 from .runtime import ExportedModel
 from .sidecar import read_sidecar, write_sidecar
 
@@ -50,14 +51,13 @@ def output_layers(onnx_path: str) -> List[str]:
     producer = {out: node for node in graph.node for out in node.output}
     layers = []
     for output in graph.output:
-        node = producer.get(output.name)
-        for _ in range(8):  # a few reshapes / splits / activations between layer and output
-            if node is None or not node.input:
-                break
-            if node.op_type in WEIGHTED_OPS:
-                layers.append(node)
-                break
-            node = producer.get(node.input[0])
+        node = walk_back(
+            producer.get(output.name),
+            lambda n: n.op_type in WEIGHTED_OPS,
+            lambda n: producer.get(n.input[0]) if n.input else None,
+        )
+        if node is not None:
+            layers.append(node)
     # downstream: nodes in graph order (topological) reading a tensor made by a kept node
     tensors = {out for node in layers for out in node.output}
     found = {node.name for node in layers}
