@@ -63,6 +63,27 @@ def test_transition_matrix_hand_computed():
     torch.testing.assert_close(transition_matrix(aff, 2.0, 0), t_beta)
 
 
+def test_transition_matrix_has_no_subnormal_entries_and_keeps_the_walk():
+    """A 40-node chain (self-affinity 1, neighbours 0.01): after t = 32 steps the entry at distance
+    d is about (0.01 / 1.02)^d, below float32's smallest normal (1.2e-38) from d = 20 on: plain
+    float32 squarings leave subnormal entries there (that the CPU computes 10-30x slower). The walk
+    must have none, and equal the float64 32nd power of T (torch.linalg.matrix_power): within
+    float32 rounding of 5 squarings of entries <= 1 (1e-6), relatively 1e-5 on entries above
+    1e-15 (what is zeroed is below 1.1e-19)."""
+    n = 40
+    off = 0.01 * torch.ones(n - 1)
+    aff = torch.eye(n) + torch.diag(off, 1) + torch.diag(off, -1)
+    trans = transition_matrix(aff, 1.0, 5)
+    tiny = torch.finfo(torch.float32).tiny
+    assert not ((trans > 0) & (trans < tiny)).any()
+    one_step = aff.double() / aff.double().sum(dim=0, keepdim=True)
+    ref = torch.linalg.matrix_power(one_step, 32)
+    err = (trans.double() - ref).abs()
+    assert err.max() < 1e-6
+    assert (err / ref)[ref > 1e-15].max() < 1e-5
+    assert ref[0, 25] < tiny  # the case does reach the subnormal range
+
+
 def test_random_walk_hand_computed():
     """1x3 map, B = [0, .5, 0], r=2 gives the A above; seeds x = [1, 0, 0] times (1 - B);
     one squaring: rw = x T^2 = first row of T^2 = [19/36, 7/24, 1/12]. A second map of seeds
