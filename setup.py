@@ -20,5 +20,6 @@ setup(
         "cityscapes": ["cityscapesscripts"],
         "serve": ["fastapi", "uvicorn", "python-multipart", "swagger-ui-bundle"],
     },
-    package_data={"d2_instseg.serve": ["static/*"]},
+    # the native kernels' C++ source, compiled on first use (d2_instseg/layers/native.py)
+    package_data={"d2_instseg.serve": ["static/*"], "d2_instseg.layers": ["csrc/*.cpp"]},
 )

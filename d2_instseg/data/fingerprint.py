@@ -36,6 +36,8 @@ import pycocotools.mask as mask_util
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from tqdm import tqdm
 
+from ..utils.cache import cache_dir
+
 VERSION = 2  # bump when what is measured changes: older caches are recomputed
 PERCENTILES = (5, 25, 50, 75, 95)
 _KERNEL = np.ones((3, 3), np.uint8)
@@ -195,12 +197,6 @@ def _sha1_of_dicts(dicts: List[Dict]) -> str:
     return hashlib.sha1(json.dumps(summary).encode()).hexdigest()
 
 
-def _cache_dir() -> str:
-    return os.getenv(
-        "D2_INSTSEG_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "d2_instseg")
-    )
-
-
 def _read_cache(path: str, checksum: str) -> Optional[Dict]:
     try:
         with open(path) as f:
@@ -245,7 +241,7 @@ def fingerprint(dataset_name: str, cache: bool = True) -> Dict:
     else:
         dicts = DatasetCatalog.get(dataset_name)
         checksum = _sha1_of_dicts(dicts)
-    paths.append(os.path.join(_cache_dir(), "fingerprints", f"{dataset_name}-{checksum[:12]}.json"))
+    paths.append(os.path.join(cache_dir(), "fingerprints", f"{dataset_name}-{checksum[:12]}.json"))
     if cache:
         for path in paths:
             found = _read_cache(path, checksum)

@@ -17,6 +17,7 @@ from .erfnet_blocks import (  # noqa: F401  (ERFNet backbone, Spatial Embeddings
 )
 from .fuse import fold_bn_into_conv, fuse_conv_bn  # noqa: F401  (inference: Predictor, benchmark)
 from .lovasz import lovasz_grad, lovasz_hinge  # noqa: F401  (Spatial Embeddings; any mask IoU loss)
+from .native import native_ops_available  # noqa: F401  (native CPU kernels: DCN inference)
 from .paste import paste_masks  # noqa: F401  (CenterMask inference; any box-relative mask head)
 from .resize import resize_and_crop  # noqa: F401  (CPNet, FCN, UNet, IRNet: coarse maps to size)
 from .roi_align import (  # noqa: F401  (Mask R-CNN's RoI heads on CPU: Trainer, Predictor)

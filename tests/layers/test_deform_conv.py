@@ -1,10 +1,28 @@
-"""modulated_deform_conv2d against hand-worked samples and against torchvision's deform_conv2d."""
+"""modulated_deform_conv2d against hand-worked samples and against torchvision's deform_conv2d,
+on both of its paths: the PyTorch one (training, tracing, other devices and dtypes) and the native
+CPU kernel (inference)."""
+
+import logging
+import os
 
 import pytest
 import torch
 from torchvision.ops import deform_conv2d
 
-from d2_instseg.layers import modulated_deform_conv2d
+from d2_instseg.layers import deform_conv, modulated_deform_conv2d, native
+
+
+@pytest.fixture(params=["pytorch", "native"])
+def path(request, monkeypatch):
+    """Runs a test once per path of modulated_deform_conv2d (inputs without gradients)."""
+    if request.param == "native":
+        if not native.native_ops_available():
+            if os.getenv("CI"):  # CI installs g++ (.ci/run): the kernel must build there
+                pytest.fail("the native kernels did not build")
+            pytest.skip("no C++ compiler here: the native kernels are not built")
+    else:
+        monkeypatch.setattr(native, "_loaded", False)
+    return request.param
 
 
 def _identity_kernel(c: int) -> torch.Tensor:
@@ -14,14 +32,14 @@ def _identity_kernel(c: int) -> torch.Tensor:
     return weight
 
 
-def test_zero_offsets_and_unit_mask_is_a_plain_conv():
+def test_zero_offsets_and_unit_mask_is_a_plain_conv(path):
     torch.manual_seed(0)
     x, weight, bias = torch.randn(2, 3, 5, 6), torch.randn(4, 3, 3, 3), torch.randn(4)
     out = modulated_deform_conv2d(x, torch.zeros(2, 18, 5, 6), weight, bias, torch.ones(2, 9, 5, 6))
     assert torch.allclose(out, torch.nn.functional.conv2d(x, weight, bias, padding=1), atol=1e-5)
 
 
-def test_half_pixel_offset_samples_between_pixels_and_zero_outside():
+def test_half_pixel_offset_samples_between_pixels_and_zero_outside(path):
     # One channel row [0, 10, 20, 30]; the centre tap moves right by 0.5 px and is halved by the
     # mask.
     x = torch.tensor([[[[0.0, 10.0, 20.0, 30.0]]]])
@@ -69,7 +87,7 @@ def test_bad_shapes_name_the_tensors():
         )
 
 
-def test_far_away_offsets_sample_zeros():
+def test_far_away_offsets_sample_zeros(path):
     """Offsets of +-1e20 pixels put every sample outside the image: the output is the bias alone."""
     x, weight, bias = (
         torch.randn(1, 2, 4, 5),
@@ -97,3 +115,57 @@ def test_bfloat16_input_keeps_subpixel_positions():
     )
     assert out.dtype == torch.bfloat16
     assert out[0, 0, 0, 1001].item() == 75.0 and out[0, 0, 0, 1000].item() == 25.0
+
+
+@pytest.mark.parametrize(
+    "n, c, c_out, h, w, dilation, bias",
+    [
+        (2, 5, 3, 7, 9, 1, True),
+        (1, 4, 6, 6, 1, 2, False),  # dilation 2 (padding 2), a one-pixel-wide image, no bias
+        (2, 16, 8, 24, 50, 1, True),  # 2,400 pixels: several tiles, one across the two images
+    ],
+)
+def test_inference_matches_torchvision(path, n, c, c_out, h, w, dilation, bias):
+    """Without gradients (where the native kernel runs), both paths equal torchvision's kernel;
+    offsets of 3 px (s.d.) put many samples across or outside the border."""
+    torch.manual_seed(2)
+    k = 9
+    x = torch.randn(n, c, h, w)
+    offset, mask = 3 * torch.randn(n, 2 * k, h, w), torch.rand(n, k, h, w)
+    weight, b = torch.randn(c_out, c, 3, 3), (torch.randn(c_out) if bias else None)
+    expected = deform_conv2d(
+        x, offset, weight, b, padding=(dilation, dilation), dilation=(dilation, dilation), mask=mask
+    )
+    with torch.no_grad():
+        out = modulated_deform_conv2d(
+            x, offset, weight, b, mask, padding=dilation, dilation=dilation
+        )
+    assert out.shape == (n, c_out, h, w)
+    assert torch.allclose(out, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_native_kernel_runs_only_where_it_applies(monkeypatch):
+    """The native forward takes CPU float32 calls without gradients outside traces; a call that
+    needs gradients, another dtype or a trace keeps the PyTorch path."""
+    monkeypatch.setattr(native, "_loaded", True)  # as if built: only the routing is under test
+    x, offset, mask = torch.randn(1, 2, 4, 4), torch.randn(1, 18, 4, 4), torch.rand(1, 9, 4, 4)
+    weight = torch.nn.Parameter(torch.randn(3, 2, 3, 3))
+    applies = deform_conv._native_applies
+    with torch.no_grad():
+        assert applies(x, offset, weight, None, mask)
+        assert not applies(x.bfloat16(), offset, weight, None, mask)
+    assert not applies(x, offset, weight, None, mask)  # the weight asks for its gradient
+    assert applies(x, offset, weight.detach(), None, mask)
+    seen = []
+    monkeypatch.setattr(torch.jit, "is_tracing", lambda: seen.append(1) or True)
+    assert not applies(x, offset, weight.detach(), None, mask) and seen
+
+
+def test_native_build_without_compiler_falls_back(monkeypatch, tmp_path, caplog):
+    """A compiler that cannot run: no library, a warning that names the fallback, no exception."""
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("D2_INSTSEG_CACHE", str(tmp_path / "cache"))
+    with caplog.at_level(logging.WARNING, logger=native.__name__):
+        assert native._load() is False
+    assert "PyTorch path" in caplog.text
+    assert not list((tmp_path / "cache").rglob("*.so"))
