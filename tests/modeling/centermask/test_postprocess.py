@@ -13,6 +13,7 @@ from d2_instseg.modeling.centermask.postprocess import (
     clip_to_images,
     find_centers,
     mask_grid_size,
+    topk_peaks,
 )
 
 LN3 = math.log(3.0)
@@ -116,6 +117,33 @@ def test_decode_peaks_offsets_and_sizes():
     assert boxes[0].tolist() == pytest.approx([0.25, 0.5, 2.25, 4.5])
     det = find_centers(heat, topk=2, score_thresh=0.6)
     assert det["centers"].tolist() == [[1, 2]]
+
+
+def test_topk_across_classes_takes_several_peaks_of_one_class():
+    """K = 3 over 2 classes on 1 x 7 logits: class 0 has isolated peaks 5, 4, 3 at x = 0, 3, 6
+    (the rest -10), class 1 one peak 4.5 at x = 2 (the rest -10). Top 3 over everything: 5
+    (class 0), 4.5 (class 1), 4 (class 0), so the per-class stage must keep more than one peak per
+    class."""
+    heat = torch.full((1, 2, 1, 7), -10.0)
+    heat[0, 0, 0, [0, 3, 6]] = torch.tensor([5.0, 4.0, 3.0])
+    heat[0, 1, 0, 2] = 4.5
+    peaks = topk_peaks(heat, 3)
+    assert peaks["scores"][0].tolist() == pytest.approx([_sig(5), _sig(4.5), _sig(4)], abs=1e-6)
+    assert peaks["classes"][0].tolist() == [0, 1, 0]
+    assert peaks["centers"][0].tolist() == [[0, 0], [2, 0], [3, 0]]
+
+
+def test_topk_larger_than_one_class_map():
+    """K = 5 over 3 classes of 1 x 2 logits (2 positions per class, so each class gives both):
+    class 0 [1, -1] (x = 1 suppressed by the max-pool: score 0), class 1 [-2, 3] (x = 0
+    suppressed), class 2 [0, 0] (a tie: both are peaks, 0.5 each). Top 5: sigmoid(3) at class 1
+    x = 1, sigmoid(1) at class 0 x = 0, the two 0.5 of class 2, then a suppressed 0."""
+    heat = torch.tensor([[[[1.0, -1.0]], [[-2.0, 3.0]], [[0.0, 0.0]]]])
+    peaks = topk_peaks(heat, 5)
+    assert peaks["scores"][0].tolist() == pytest.approx([_sig(3), _sig(1), 0.5, 0.5, 0.0])
+    assert peaks["classes"][0, :4].tolist() == [1, 0, 2, 2]
+    assert peaks["centers"][0, :2].tolist() == [[1, 0], [0, 0]]
+    assert sorted(peaks["centers"][0, 2:4].tolist()) == [[0, 0], [1, 0]]
 
 
 def test_decode_classes_and_images():
