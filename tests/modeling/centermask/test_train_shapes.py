@@ -25,6 +25,7 @@ def trained(trained_centermask):
 
 def test_tiny_training_learns_masks(trained, tmp_path):
     cfg, model = trained
+    DatasetCatalog.get("shapes_tiny_val")  # writes its JSON on first use; the evaluator reads it
     evaluator = COCOEvaluator("shapes_tiny_val", output_dir=str(tmp_path), use_fast_impl=False)
     loader = build_detection_test_loader(cfg, "shapes_tiny_val")
     results = inference_on_dataset(model, loader, evaluator)
