@@ -12,9 +12,9 @@ same matrix product through ``torch.matmul`` on CPU.
 
 On CPU in inference (float32, no gradient asked for, not being traced or compiled), the same
 function runs as one native kernel (``csrc/deform_conv_cpu.cpp``, see :mod:`.native`), which fills
-the columns tile by tile in cache and multiplies each tile by the weight at once: 2-3x faster than
-this file's path at DLA-34's sizes, where the columns' write and read-back cost more than the
-product.
+the columns tile by tile in cache and multiplies each tile by the weight at once, with no index
+tensors and no full-size column matrix: DLA-34's 16 DCNs at 512 x 512 take 108 ms against 147 on
+this file's path (2 CPU threads), most of what remains being the product itself.
 
 Conventions are torchvision's: ``offset`` (N, 2K, H, W) holds (dy, dx) pairs per kernel position
 in row-major kernel order; ``mask`` (N, K, H, W) multiplies each sample; a sample is bilinear in

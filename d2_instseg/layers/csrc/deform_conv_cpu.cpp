@@ -32,31 +32,31 @@ void fill_columns(const float* __restrict x, const float* __restrict offset,
     const float* mod = mask + n * k * hw + yx;
     for (int64_t tap = 0, i = 0; i < kh; ++i) {
       for (int64_t j = 0; j < kw; ++j, ++tap) {
-      float* __restrict dst = col + (t * k + tap) * c;
-      const float py = float(y - padding + i * dilation) + off[2 * tap * hw];
-      const float px = float(xx - padding + j * dilation) + off[(2 * tap + 1) * hw];
-      // Outside (-1, h) x (-1, w) every corner is outside the image; NaN fails the test too.
-      if (!(py > -1.f && py < float(h) && px > -1.f && px < float(w))) {
-        std::fill(dst, dst + c, 0.f);
-        continue;
-      }
-      const float y0f = std::floor(py), x0f = std::floor(px), fy = py - y0f, fx = px - x0f;
-      const int64_t y0 = int64_t(y0f), x0 = int64_t(x0f);
-      const bool top = y0 >= 0, bottom = y0 + 1 < h, left = x0 >= 0, right = x0 + 1 < w;
-      const float m = mod[tap * hw];
-      // A corner outside the image has weight 0 and reads a corner inside (any valid row).
-      const float w00 = top && left ? (1.f - fy) * (1.f - fx) * m : 0.f;
-      const float w01 = top && right ? (1.f - fy) * fx * m : 0.f;
-      const float w10 = bottom && left ? fy * (1.f - fx) * m : 0.f;
-      const float w11 = bottom && right ? fy * fx * m : 0.f;
-      const int64_t yt = top ? y0 : y0 + 1, yb = bottom ? y0 + 1 : y0;
-      const int64_t xl = left ? x0 : x0 + 1, xr = right ? x0 + 1 : x0;
-      const float* __restrict a = image + (yt * w + xl) * c;
-      const float* __restrict b = image + (yt * w + xr) * c;
-      const float* __restrict d = image + (yb * w + xl) * c;
-      const float* __restrict e = image + (yb * w + xr) * c;
-      for (int64_t ch = 0; ch < c; ++ch)
-        dst[ch] = w00 * a[ch] + w01 * b[ch] + w10 * d[ch] + w11 * e[ch];
+        float* __restrict dst = col + (t * k + tap) * c;
+        const float py = float(y - padding + i * dilation) + off[2 * tap * hw];
+        const float px = float(xx - padding + j * dilation) + off[(2 * tap + 1) * hw];
+        // Outside (-1, h) x (-1, w) every corner is outside the image; NaN fails the test too.
+        if (!(py > -1.f && py < float(h) && px > -1.f && px < float(w))) {
+          std::fill(dst, dst + c, 0.f);
+          continue;
+        }
+        const float y0f = std::floor(py), x0f = std::floor(px), fy = py - y0f, fx = px - x0f;
+        const int64_t y0 = int64_t(y0f), x0 = int64_t(x0f);
+        const bool top = y0 >= 0, bottom = y0 + 1 < h, left = x0 >= 0, right = x0 + 1 < w;
+        const float m = mod[tap * hw];
+        // A corner outside the image has weight 0 and reads a corner inside (any valid row).
+        const float w00 = top && left ? (1.f - fy) * (1.f - fx) * m : 0.f;
+        const float w01 = top && right ? (1.f - fy) * fx * m : 0.f;
+        const float w10 = bottom && left ? fy * (1.f - fx) * m : 0.f;
+        const float w11 = bottom && right ? fy * fx * m : 0.f;
+        const int64_t yt = top ? y0 : y0 + 1, yb = bottom ? y0 + 1 : y0;
+        const int64_t xl = left ? x0 : x0 + 1, xr = right ? x0 + 1 : x0;
+        const float* __restrict a = image + (yt * w + xl) * c;
+        const float* __restrict b = image + (yt * w + xr) * c;
+        const float* __restrict d = image + (yb * w + xl) * c;
+        const float* __restrict e = image + (yb * w + xr) * c;
+        for (int64_t ch = 0; ch < c; ++ch)
+          dst[ch] = w00 * a[ch] + w01 * b[ch] + w10 * d[ch] + w11 * e[ch];
       }
     }
   }
