@@ -25,6 +25,10 @@ _REF = {
     "SYNTHESIS.MIN_AREA_FRAC": 0.01,  # of the image: 1,875 px of a 500 x 375 VOC image
 }
 
+# A share of foreground above this leaves too little background to calibrate the thresholds on
+# (the estimate counts overlapping objects twice).
+_MAX_FG_SHARE = 0.9
+
 
 def irnet_cam_scale(stats: DataStats, ref: Reference = VOC) -> float:
     """How much the CAM network's input is enlarged so the median object spans as many stride-16
@@ -44,7 +48,11 @@ def irnet_rules(stats: DataStats, ref: Reference = VOC) -> List[Derived]:
       a median VOC object's area; that area x r^2, as a fraction of the median image;
     - CAM crop and resize range: the paper's per image long side, x the CAM scale; CAM.SCALES x the
       CAM scale; IRN crop: the paper's per image long side.
-    The relation thresholds (FG_THRESH / BG_THRESH) are CAM scores, not sizes: kept.
+    - CAM.FG_FRACTION, the share of foreground pixels (the fingerprint's, measured on the masks;
+      without masks, instances per image x median object area / median image area): the pipeline
+      moves the paper's score thresholds to the CAMs it trains, by the score that this share of
+      the pixels exceeds (:mod:`d2_instseg.irnet.calibration`). The thresholds themselves are CAM
+      scores, not sizes.
     """
     stats.require_instances("IRNet")
     r = stats.object_size / ref.object_size
@@ -59,6 +67,14 @@ def irnet_rules(stats: DataStats, ref: Reference = VOC) -> List[Derived]:
     lo, hi = _REF["CAM.RESIZE_LONG"]
     min_area = _REF["SYNTHESIS.MIN_AREA_FRAC"] * ref.image_short_side * ref.image_long_side * r**2
     image_area = stats.image_short_side * stats.image_long_side
+    fg_estimate = stats.instances_per_image * stats.object_size**2 / image_area
+    fg_fraction = min(stats.foreground_share or fg_estimate, _MAX_FG_SHARE)
+    why_fg = (
+        f"the fingerprint's share of instance pixels {stats.foreground_share:g}"
+        if stats.foreground_share
+        else f"{stats.instances_per_image:g} instances per image x {stats.object_size:g}^2 px of"
+        f" the {stats.image_short_side:g} x {stats.image_long_side:g} px image"
+    )
     why_r = f"x {r:.3f} = median object {stats.object_size:g} / {ref.object_size:g} px"
     key = "MODEL.IRNET."
     return [
@@ -79,6 +95,12 @@ def irnet_rules(stats: DataStats, ref: Reference = VOC) -> List[Derived]:
             round(min(min_area / image_area, 1.0), 6),
             f"1% of a VOC image ({min_area / r**2:g} px) x r^2, r {why_r[2:]}: {min_area:.1f} px"
             f" of the median {stats.image_short_side:g} x {stats.image_long_side:g} px image",
+        ),
+        Derived(
+            key + "CAM.FG_FRACTION",
+            round(fg_fraction, 4),
+            f"{why_fg} (<= {_MAX_FG_SHARE}): the score thresholds move to the CAMs'"
+            " operating point (d2_instseg/irnet/calibration.py)",
         ),
         Derived(
             key + "RELATION.CRF_GAUSSIAN",

@@ -20,6 +20,7 @@ class DataStats:
     max_instances: int  # the densest image
     num_classes: int
     source: str = ""
+    foreground_share: float = 0.0  # of all pixels, inside an instance; 0 when not measured
 
     @classmethod
     def from_fingerprint(cls, fp: Dict, object_size: float = 0.0) -> "DataStats":
@@ -38,6 +39,7 @@ class DataStats:
             max_instances=per_image["max"],
             num_classes=fp["num_classes"],
             source=f"fingerprint of {fp.get('dataset', 'the dataset')}",
+            foreground_share=fp.get("foreground_share", 0.0),
         )
 
     @classmethod

@@ -15,6 +15,8 @@ What is measured (sizes in pixels of the images as stored):
   per class); ``touching_share``: the fraction of instances whose mask touches another instance's
   (8-neighbourhood, overlaps included); ``empty_image_share``; ``mask_format``
   (``polygon`` / ``rle`` / ``bitmask`` / ``none`` or a mix, ``"polygon+rle"``);
+  ``foreground_share``: the share of all pixels inside an instance (the union of an image's masks;
+  a box where there is no mask), 0 for data without instance annotations;
   ``has_image_labels`` (records carry ``image_labels``, for weak supervision) and
   ``image_labels_per_image`` (``mean``, ``max``: classes present per labelled image, a lower bound
   of the instances per image of data that has image labels only).
@@ -38,7 +40,7 @@ from tqdm import tqdm
 
 from ..utils.cache import cache_dir
 
-VERSION = 2  # bump when what is measured changes: older caches are recomputed
+VERSION = 3  # bump when what is measured changes: older caches are recomputed
 PERCENTILES = (5, 25, 50, 75, 95)
 _KERNEL = np.ones((3, 3), np.uint8)
 logger = logging.getLogger(__name__)
@@ -118,6 +120,7 @@ def compute_fingerprint(
     images_with: Dict[int, int] = {}
     formats, touching = set(), []
     empty, labelled, label_counts = 0, 0, []
+    fg_pixels, all_pixels = 0.0, 0
     for record in tqdm(dicts, desc=f"Fingerprint of {desc}", unit="img"):
         h, w = int(record["height"]), int(record["width"])
         heights.append(h)
@@ -135,6 +138,7 @@ def compute_fingerprint(
             if fmt == "none":
                 x0, y0, x1, y1 = BoxMode.convert(ann["bbox"], ann["bbox_mode"], BoxMode.XYXY_ABS)
                 area = max(x1 - x0, 0.0) * max(y1 - y0, 0.0)
+                fg_pixels += area
             else:
                 masks.append(_decode(ann["segmentation"], fmt, h, w))
                 area = float(masks[-1].sum())
@@ -144,6 +148,9 @@ def compute_fingerprint(
         for cat in {int(a["category_id"]) for a in anns}:
             images_with[cat] = images_with.get(cat, 0) + 1
         touching += _touching(masks)
+        all_pixels += h * w
+        if masks:
+            fg_pixels += float(np.logical_or.reduce(masks).sum())
     names = list(thing_classes) if thing_classes else [str(c) for c in sorted(per_class)]
 
     def name(cat: int) -> str:
@@ -181,6 +188,7 @@ def compute_fingerprint(
         },
         "touching_share": round(sum(touching) / len(touching), 4) if touching else 0.0,
         "empty_image_share": round(empty / n, 4),
+        "foreground_share": round(fg_pixels / max(all_pixels, 1), 4),
     }
 
 

@@ -19,12 +19,14 @@ from detectron2.config import CfgNode, get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.modeling import build_model
+from tqdm import tqdm
 
 from ..data.dataset_mappers.irnet import image_to_tensor
 from ..data.datasets.irnet import image_label_dicts, register_pseudo_datasets
 from ..engine import SafeCheckpointer, sync_num_classes
 from ..utils.config_registry import add_d2_instseg_config, check_d2_instseg_config
-from .files import stem, write_json
+from .calibration import calibrated_thresholds, foreground_score_histogram, score_exceeded_by
+from .files import load_cams, stem, write_json
 from .quality import GroundTruth
 from .reports import summary_text
 from .steps import STEPS
@@ -55,6 +57,7 @@ class IRNetPipeline:
         self.pseudo_name = self.train_name + cfg.MODEL.IRNET.PIPELINE.PSEUDO_SUFFIX
         self._dicts = None
         self._gt = None
+        self._calibration = None
         self.resume = False  # whether the running step continues an interrupted one
 
     # ------------------------------------------------------------------ orchestration
@@ -136,6 +139,38 @@ class IRNetPipeline:
                 logger.warning(f"No pseudo-label quality report: {e}")
                 self._gt = False
         return self._gt or None
+
+    def calibration(self, refresh: bool = False) -> Dict:
+        """The score thresholds of steps ``ir_label`` and ``synthesize`` (``thresholds``: config
+        key -> value): the config's, or, with ``CAM.FG_FRACTION`` > 0, moved to the CAMs that step
+        ``cam`` wrote (:mod:`.calibration`; also gives ``operating_point``, the score that share of
+        all pixels exceeds). Read from the CAM files once per pipeline (``refresh``: again)."""
+        if self._calibration is not None and not refresh:
+            return self._calibration
+        cam, rel, syn = (self.cfg.MODEL.IRNET[k] for k in ("CAM", "RELATION", "SYNTHESIS"))
+        thresholds = {
+            "RELATION.FG_THRESH": rel.FG_THRESH,
+            "RELATION.BG_THRESH": rel.BG_THRESH,
+            "SYNTHESIS.SEM_BG_THRESH": syn.SEM_BG_THRESH,
+            "SYNTHESIS.INS_BG_THRESH": syn.INS_BG_THRESH,
+        }
+        if cam.FG_FRACTION <= 0:
+            self._calibration = {"thresholds": thresholds}
+            return self._calibration
+        histogram = 0
+        for d in tqdm(self.dicts, desc="IRNet: CAM scores"):
+            high_res = load_cams(self.cam_path(d))["high_res"]
+            pixels = high_res.shape[-2] * high_res.shape[-1]
+            histogram = histogram + foreground_score_histogram(torch.as_tensor(high_res), pixels)
+        point = score_exceeded_by(histogram, cam.FG_FRACTION)
+        self._calibration = {
+            "fg_fraction": cam.FG_FRACTION,
+            "operating_point": point,
+            "reference": cam.EVAL_THRESH,
+            "thresholds": calibrated_thresholds(point, cam.EVAL_THRESH, thresholds),
+        }
+        logger.info(f"IRNet score thresholds for these CAMs: {self._calibration}")
+        return self._calibration
 
     def cam_path(self, d: Dict) -> str:
         return self.path("cam", "cams", stem(d["file_name"]) + ".npz")

@@ -124,26 +124,43 @@ def step_cam(run) -> Dict:
     report = _trained(run, "cam", model, train)
     model.eval()
     device = model.pixel_mean.device
-    gt = run.gt
-    confusion = ConfusionMatrix(len(run.thing_classes) + 1)
     paths = [run.cam_path(d) for d in run.dicts]
     todo = _todo(report, paths)
     for d, path, compute in tqdm(list(zip(run.dicts, paths, todo)), desc="IRNet: CAMs"):
         if compute:
             image = run.read_image(d, device)
             save_cams(path, multiscale_cams(model, image, d["image_labels"], node.SCALES))
-        if gt is not None and d["file_name"] in gt:
-            high_res = torch.as_tensor(load_cams(path)["high_res"])
-            pred = cam_semantic_prediction(high_res, d["image_labels"], node.EVAL_THRESH)
-            confusion.update(pred.numpy(), gt.semantic(d["file_name"]))
-    if gt is not None:
-        report["cam_miou"] = confusion.miou()
+    calibration = run.calibration(refresh=True)
+    report["score_calibration"] = calibration
+    if "operating_point" in calibration:
+        report["cam_operating_point"] = calibration["operating_point"]
+    if run.gt is not None:
+        report.update(_cam_miou(run, paths, calibration.get("operating_point")))
     report["num_images"] = len(run.dicts)
     report["num_cams_reused"] = len(todo) - sum(todo)
     if cfg.DATASETS.TEST:
         test_set = cfg.DATASETS.TEST[0]
         report.update(classifier_report(model, test_set, lambda d: run.read_image(d, device)))
     return report
+
+
+def _cam_miou(run, paths: List[str], operating_point) -> Dict[str, float]:
+    """CAM mIoU against the ground truth with the constant background score CAM.EVAL_THRESH
+    (``cam_miou``, the paper's evaluation) and, when the thresholds are calibrated, with the CAMs'
+    own operating point (``cam_miou_operating_point``)."""
+    bg_scores = {"cam_miou": run.cfg.MODEL.IRNET.CAM.EVAL_THRESH}
+    if operating_point is not None:
+        bg_scores["cam_miou_operating_point"] = operating_point
+    confusions = {k: ConfusionMatrix(len(run.thing_classes) + 1) for k in bg_scores}
+    for d, path in zip(run.dicts, paths):
+        if d["file_name"] not in run.gt:
+            continue
+        high_res = torch.as_tensor(load_cams(path)["high_res"])
+        truth = run.gt.semantic(d["file_name"])
+        for key, bg in bg_scores.items():
+            pred = cam_semantic_prediction(high_res, d["image_labels"], bg)
+            confusions[key].update(pred.numpy(), truth)
+    return {key: confusion.miou() for key, confusion in confusions.items()}
 
 
 def _relation_label_worker(args) -> str:
@@ -158,9 +175,10 @@ def _relation_label_worker(args) -> str:
 def step_ir_label(run) -> Dict:
     """Relation labels from each image's CAMs (in DATALOADER.NUM_WORKERS processes)."""
     rel = run.cfg.MODEL.IRNET.RELATION
+    thresholds = run.calibration()["thresholds"]
     params = {
-        "fg_thresh": rel.FG_THRESH,
-        "bg_thresh": rel.BG_THRESH,
+        "fg_thresh": thresholds["RELATION.FG_THRESH"],
+        "bg_thresh": thresholds["RELATION.BG_THRESH"],
         "crf_kwargs": {
             "iterations": rel.CRF_ITERS,
             "gt_prob": rel.CRF_GT_PROB,
@@ -183,6 +201,7 @@ def step_ir_label(run) -> Dict:
     labels = [run.relation_path(d) for d in run.dicts]
     report = relation_label_report(labels, [d["file_name"] for d in run.dicts], run.gt)
     report["num_labels_reused"] = len(run.dicts) - len(jobs)
+    report["fg_thresh"], report["bg_thresh"] = params["fg_thresh"], params["bg_thresh"]
     return report
 
 
@@ -219,6 +238,7 @@ def step_synthesize(run) -> Dict:
     """Pseudo labels of every image from IRNet's outputs and its CAMs: ``pseudo/instances.json``
     (COCO), ``pseudo/sem_seg/*.png``, ``pseudo/overlays.png``, scored against the ground truth."""
     syn = run.cfg.MODEL.IRNET.SYNTHESIS
+    thresholds = run.calibration()["thresholds"]
     model = run.load_irnet()
     device = model.pixel_mean.device
     gt = run.gt
@@ -239,8 +259,8 @@ def step_synthesize(run) -> Dict:
             exp_times=syn.EXP_TIMES,
             centroid_iterations=syn.CENTROID_ITERS,
             cluster_thresh=syn.CLUSTER_THRESH,
-            sem_bg_thresh=syn.SEM_BG_THRESH,
-            ins_bg_thresh=syn.INS_BG_THRESH,
+            sem_bg_thresh=thresholds["SYNTHESIS.SEM_BG_THRESH"],
+            ins_bg_thresh=thresholds["SYNTHESIS.INS_BG_THRESH"],
             min_area_frac=syn.MIN_AREA_FRAC,
         )
         sem_png = run.path("pseudo", "sem_seg", stem(d["file_name"]) + ".png")
@@ -263,6 +283,8 @@ def step_synthesize(run) -> Dict:
     report = {
         "num_images": len(images),
         "num_pseudo_instances": len(coco["annotations"]),
+        "sem_bg_thresh": thresholds["SYNTHESIS.SEM_BG_THRESH"],
+        "ins_bg_thresh": thresholds["SYNTHESIS.INS_BG_THRESH"],
         "pseudo_json": json_file,
         "overlays": _write_overlays(run, gt),
     }

@@ -96,6 +96,9 @@ def test_irnet_at_voc_is_the_authors_setting():
     assert v[k + "CAM.RESIZE_LONG"] == (320, 640) and v[k + "CAM.CROP_SIZE"] == 512
     assert v[k + "CAM.SCALES"] == (1.0, 0.5, 1.5, 2.0) and v[k + "IRN.CROP_SIZE"] == 512
     assert v[k + "SYNTHESIS.MIN_AREA_FRAC"] == 0.01
+    # the expected foreground share, 2.4 x 110^2 / (375 x 500); the thresholds stay the paper's
+    # for CAMs that this share exceeds at the paper's 0.15 (tests/irnet/test_calibration.py)
+    assert v[k + "CAM.FG_FRACTION"] == pytest.approx(0.1549)
 
 
 # ---- hand-computed cases
@@ -161,7 +164,8 @@ def test_irnet_hand_case():
     """Objects of 44 px (r = 0.4 of VOC's 110) in 250 px images (half VOC's 500): radius 4, walk
     radius 2, sqrt(t) = 16 x 0.4 x 5 / 2 = 16 -> t = 256; cluster 1.0; CRF sxy 1.2 and 20; the CAM
     scale is 110 / 44 = 2.5 capped at 2, so the CAM crop is 512 x 0.5 x 2 = 512; the smallest
-    scored segment 1,875 px x 0.16 = 300 px, of a 200 x 250 px image 0.006."""
+    scored segment 1,875 px x 0.16 = 300 px, of a 200 x 250 px image 0.006; 3 objects of 44^2 px
+    cover 0.1162 of that image."""
     v = _values(irnet_rules(_stats(object_size=44.0, image_long_side=250.0)))
     k = "MODEL.IRNET."
     assert v[k + "IRN.RADIUS"] == 4 and v[k + "SYNTHESIS.RADIUS"] == 2
@@ -172,6 +176,10 @@ def test_irnet_hand_case():
     assert v[k + "CAM.RESIZE_LONG"] == (320, 640) and v[k + "CAM.CROP_SIZE"] == 512
     assert v[k + "CAM.SCALES"] == (2.0, 1.0, 3.0, 4.0) and v[k + "IRN.CROP_SIZE"] == 256
     assert v[k + "SYNTHESIS.MIN_AREA_FRAC"] == pytest.approx(0.006)
+    assert v[k + "CAM.FG_FRACTION"] == pytest.approx(0.1162)
+    # measured on masks, the fingerprint's share is taken as it is
+    measured = _values(irnet_rules(_stats(object_size=44.0, foreground_share=0.3)))
+    assert measured[k + "CAM.FG_FRACTION"] == 0.3
 
 
 def test_rules_refuse_data_without_instances():

@@ -127,6 +127,8 @@ def test_fingerprint_of_known_sizes(hand_dataset):
     assert fp["touching_share"] == pytest.approx(2 / 3, abs=1e-4)  # A and B touch, C is alone
     assert fp["empty_image_share"] == pytest.approx(1 / 3, abs=1e-4)
     assert fp["mask_format"] == "polygon+rle"
+    # 100 + 400 + 900 instance pixels (the crowd region left out) of 200 x 100 + 80 x 50 + 60 x 60
+    assert fp["foreground_share"] == pytest.approx(1400 / 27600, abs=1e-4)
 
 
 def test_fingerprint_is_cached_next_to_the_json_and_recomputed_when_it_changes(hand_dataset):

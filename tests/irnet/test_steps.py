@@ -95,3 +95,35 @@ def test_ir_label_step_alone_on_ground_truth_cams(irnet_cfg, tmp_path):
         label = np.asarray(Image.open(pipeline.relation_path(d)))
         assert label.shape == (d["height"], d["width"])
         assert set(np.unique(label)) <= {0, 255} | {c + 1 for c in d["image_labels"]}
+
+
+def test_ir_label_step_moves_its_thresholds_to_the_cams(irnet_cfg, tmp_path):
+    """CAM.FG_FRACTION 0.25 on CAM files written here (6 shapes_tiny_train images, each present
+    class a smooth ramp over the image): the operating point is the score a quarter of all pixels
+    exceed (numpy's 0.75 quantile of the per-pixel max, to the histogram's bin), and the step uses
+    the paper's 0.30 / 0.05 raised to ln(t*) / ln(0.15)."""
+    cfg = irnet_cfg
+    cfg.merge_from_list(
+        ["DATASETS.TRAIN", ("shapes_tiny_train",), "DATALOADER.NUM_WORKERS", 0]
+        + ["MODEL.IRNET.PIPELINE.GT_DATASET", "shapes_tiny_train"]
+        + ["MODEL.IRNET.CAM.FG_FRACTION", 0.25]
+    )
+    cfg.OUTPUT_DIR = str(tmp_path)
+    sync_num_classes(cfg)
+    cfg.freeze()
+    pipeline = IRNetPipeline(cfg)
+    pipeline._dicts = pipeline.dicts[:6]
+    maxima = []
+    for i, d in enumerate(pipeline.dicts):
+        h, w = d["height"], d["width"]
+        ramp = torch.linspace(0, 1, h * w).reshape(h, w) ** (1 + i)  # flatter for larger i
+        high_res = torch.stack([ramp.roll(k * 7, 1) for k in range(len(d["image_labels"]))])
+        keys = torch.tensor(d["image_labels"])
+        save_cams(pipeline.cam_path(d), {"keys": keys, "cam": high_res, "high_res": high_res})
+        maxima.append(high_res.max(0)[0].flatten() if len(high_res) else torch.zeros(h * w))
+    point = float(np.quantile(torch.cat(maxima).numpy(), 0.75))
+    exponent = np.log(point) / np.log(0.15)
+    report = STEPS["ir_label"](pipeline)
+    assert pipeline.calibration()["operating_point"] == pytest.approx(point, abs=1e-3)
+    assert report["fg_thresh"] == pytest.approx(0.30**exponent, rel=2e-3)
+    assert report["bg_thresh"] == pytest.approx(0.05**exponent, rel=5e-3)

@@ -47,6 +47,11 @@ def add_irnet_config(cfg: CN) -> None:
     _C.MODEL.IRNET.CAM.OPTIMIZER = "SGD"
     _C.MODEL.IRNET.CAM.SCALES = (1.0, 0.5, 1.5, 2.0)  # multi-scale CAM inference (each + flip)
     _C.MODEL.IRNET.CAM.EVAL_THRESH = 0.15  # constant background score for the CAM mIoU report
+    # Share of foreground pixels (tools/configure.py: the dataset fingerprint's). 0 keeps the
+    # paper's score thresholds (RELATION.FG/BG_THRESH, SYNTHESIS.SEM/INS_BG_THRESH); > 0 moves them
+    # to the CAMs at hand: the score this share of the pixels exceeds is their operating point,
+    # carried to EVAL_THRESH (the paper's) by a power map (d2_instseg/irnet/calibration.py).
+    _C.MODEL.IRNET.CAM.FG_FRACTION = 0.0
 
     # ---- Step 2: inter-pixel relation labels from CAMs ----
     _C.MODEL.IRNET.RELATION = CN()
@@ -116,6 +121,7 @@ def check_irnet_config(cfg: CN) -> None:
         ("CAM.RESIZE_LONG", POSITIVE_RANGE),
         ("CAM.SCALES", Rule(lambda v: len(v) > 0 and min(v) > 0, "needs one or more scales > 0")),
         ("CAM.EVAL_THRESH", unit),
+        ("CAM.FG_FRACTION", Rule(lambda v: 0 <= v < 1, "must be in [0, 1) (0: the paper's)")),
         ("RELATION.FG_THRESH", open_interval(0, 1)),
         ("RELATION.BG_THRESH", open_interval(0, 1)),
         (
