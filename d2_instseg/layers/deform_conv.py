@@ -10,12 +10,11 @@ in the weights (hence offsets and mask). The gathered (N, H, W, K * C_in) column
 by the weight as a 1x1 convolution over channels-last memory, which oneDNN runs 2-3x faster than the
 same matrix product through ``torch.matmul`` on CPU.
 
-On CPU in inference (float32, no gradient asked for, not being traced for TorchScript; a
-``torch.compile`` graph calls it too), the same function runs as one native kernel
-(``csrc/deform_conv_cpu.cpp``, see :mod:`.native`), which fills the columns tile by tile in cache
-and multiplies each tile by the weight at once, with no index tensors and no full-size column
-matrix: DLA-34's 16 DCNs at 512 x 512 take 108 ms against 147 on this file's path (2 CPU
-threads), most of what remains being the product itself.
+On CPU in inference (float32, no gradient asked for, not being traced or compiled), the same
+function runs as one native kernel (``csrc/deform_conv_cpu.cpp``, see :mod:`.native`), which fills
+the columns tile by tile in cache and multiplies each tile by the weight at once, with no index
+tensors and no full-size column matrix: DLA-34's 16 DCNs at 512 x 512 take 108 ms against 147 on
+this file's path (2 CPU threads), most of what remains being the product itself.
 
 Conventions are torchvision's: ``offset`` (N, 2K, H, W) holds (dy, dx) pairs per kernel position
 in row-major kernel order; ``mask`` (N, K, H, W) multiplies each sample; a sample is bilinear in
@@ -62,14 +61,13 @@ def _bilinear_corners(py: torch.Tensor, px: torch.Tensor, n: int, h: int, w: int
 
 def _native_applies(x, offset, weight, bias, mask) -> bool:
     """Whether the native forward kernel computes this call: CPU float32 tensors, no gradient
-    asked for, and not inside a TorchScript trace (whose graph keeps the portable PyTorch ops);
-    ``torch.compile`` calls it from its graph."""
+    asked for, and not inside a trace / compile (whose graphs keep the portable PyTorch ops)."""
     tensors = [t for t in (x, offset, weight, bias, mask) if t is not None]
     if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors):
         return False
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return False
-    if torch.jit.is_tracing():
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
         return False
     return native_ops_available()
 

@@ -105,13 +105,4 @@ def _load() -> bool:
             "d2_instseg: native kernels not loaded from %s (%s); PyTorch path", library, e
         )
         return False
-    torch.library.register_fake("d2_instseg::modulated_deform_conv2d_forward")(_deform_conv_shape)
     return True
-
-
-def _deform_conv_shape(x, offset, weight, bias, mask, padding, dilation):
-    """The native DCN's output without computing it ((N, C_out, H, W), channels-last, as the kernel
-    returns): what ``torch.compile`` needs to call the kernel from its graph."""
-    n, _, h, w = x.shape
-    size = (n, weight.shape[0], h, w)
-    return torch.empty(size, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)

@@ -145,8 +145,8 @@ def test_inference_matches_torchvision(path, n, c, c_out, h, w, dilation, bias):
 
 
 def test_native_kernel_runs_only_where_it_applies(monkeypatch):
-    """The native forward takes CPU float32 calls without gradients outside TorchScript traces; a
-    call that needs gradients, another dtype or a trace keeps the PyTorch path."""
+    """The native forward takes CPU float32 calls without gradients outside traces; a call that
+    needs gradients, another dtype or a trace keeps the PyTorch path."""
     monkeypatch.setattr(native, "_loaded", True)  # as if built: only the routing is under test
     x, offset, mask = torch.randn(1, 2, 4, 4), torch.randn(1, 18, 4, 4), torch.rand(1, 9, 4, 4)
     weight = torch.nn.Parameter(torch.randn(3, 2, 3, 3))
@@ -159,37 +159,6 @@ def test_native_kernel_runs_only_where_it_applies(monkeypatch):
     seen = []
     monkeypatch.setattr(torch.jit, "is_tracing", lambda: seen.append(1) or True)
     assert not applies(x, offset, weight.detach(), None, mask) and seen
-
-
-def test_compiled_graph_calls_the_native_kernel():
-    """Under torch.compile (TEST.COMPILE) the native kernel is called from inductor's graph: its
-    fake kernel gives the output's shape and channels-last layout, which the fused ReLU after it
-    reads; the result equals torchvision's kernel."""
-    if not native.native_ops_available():
-        if os.getenv("CI"):
-            pytest.fail("the native kernels did not build")
-        pytest.skip("no C++ compiler here: the native kernels are not built")
-    from torch._inductor.compile_fx import compile_fx
-
-    graphs = []
-
-    def backend(graph_module, example_inputs):
-        graphs.append(str(graph_module.graph))
-        return compile_fx(graph_module, example_inputs)
-
-    def layer(*args):
-        return torch.relu(modulated_deform_conv2d(*args)) + 1
-
-    torch.manual_seed(3)
-    x = torch.randn(1, 6, 9, 11).contiguous(memory_format=torch.channels_last)
-    offset, mask = 3 * torch.randn(1, 18, 9, 11), torch.rand(1, 9, 9, 11)
-    weight, bias = torch.randn(5, 6, 3, 3), torch.randn(5)
-    torch._dynamo.reset()
-    with torch.no_grad():
-        out = torch.compile(layer, backend=backend)(x, offset, weight, bias, mask)
-    expected = torch.relu(deform_conv2d(x, offset, weight, bias, padding=(1, 1), mask=mask)) + 1
-    assert any("d2_instseg.modulated_deform_conv2d_forward" in g for g in graphs)
-    assert torch.allclose(out, expected, atol=1e-4, rtol=1e-4)
 
 
 def test_native_build_without_compiler_falls_back(monkeypatch, tmp_path, caplog):
