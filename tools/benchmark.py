@@ -865,7 +865,9 @@ def main():
         metavar="KEY VALUE",
         help="config pairs for the Mask R-CNN reference row only, e.g. "
         "MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.0 so that with random weights it returns its 100 "
-        "detections and runs its mask head, as a trained model does on a crowded image",
+        "detections and runs its mask head, as a trained model does on a crowded image; it takes "
+        "every KEY VALUE up to the next option, so put the other models' pairs after one "
+        "(e.g. --output FILE KEY VALUE ...)",
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
