@@ -77,26 +77,28 @@ class Tree(nn.Module):
             self.tree1 = Tree(levels - 1, in_ch, out_ch, stride, norm)
             self.tree2 = Tree(levels - 1, out_ch, out_ch, 1, norm, root_dim=root_dim + out_ch)
         self.downsample = nn.MaxPool2d(stride, stride=stride) if stride > 1 else nn.Identity()
-        self.project = (
-            conv_norm_act(in_ch, out_ch, 1, 1, norm, relu=False)
-            if in_ch != out_ch
-            else nn.Identity()
-        )
+        # The projection of the stage input is the residual of a level-1 tree's first block. The
+        # authors' DLA also builds (and computes) one at deeper trees, whose first sub-tree makes
+        # its own and ignores it: an unused parameter stops DistributedDataParallel training
+        # ("parameters that were not used in producing loss"), so it exists only where it is used.
+        if levels == 1:
+            self.project = (
+                conv_norm_act(in_ch, out_ch, 1, 1, norm, relu=False)
+                if in_ch != out_ch
+                else nn.Identity()
+            )
 
     def forward(
-        self,
-        x: torch.Tensor,
-        residual: Optional[torch.Tensor] = None,
-        children: Optional[List[torch.Tensor]] = None,
+        self, x: torch.Tensor, children: Optional[List[torch.Tensor]] = None
     ) -> torch.Tensor:
         children = [] if children is None else children
         bottom = self.downsample(x)
-        residual = self.project(bottom)
         if self.level_root:
             children.append(bottom)
-        x1 = self.tree1(x, residual)
         if self.levels == 1:
+            x1 = self.tree1(x, self.project(bottom))
             return self.root(self.tree2(x1), x1, *children)
+        x1 = self.tree1(x)
         children.append(x1)
         return self.tree2(x1, children=children)
 
