@@ -29,7 +29,10 @@ compilation happens in the warm-up calls, which need ``--warmup`` >= 1),
 ``torchscript`` and ``onnxruntime`` (the model exported by ``d2_instseg.export`` at the row's input
 size and run by ``d2_instseg.export.ExportedModel``, as ``TEST.BACKEND`` runs it in the Predictor)
 and ``int8`` (that ONNX file quantised by ``d2_instseg.export.quantize_int8``, calibrated on
-``--calib-images`` random images of the row's size: the speed does not depend on the calibration).
+``--calib-images`` random images of the row's size: the speed does not depend on the calibration);
+``inductor`` and ``inductor_int8`` (the model exported as a ``torch.export`` program, fp32 or
+quantised by PyTorch's PT2E x86 path, compiled by inductor as ``TEST.BACKEND inductor`` runs it:
+compiled in the warm-up calls, which need ``--warmup`` >= 1).
 Exported rows split forward / post-processing at the exported network's return, count the eager
 model's FLOPs and are also given as a ratio to the same config's eager row.
 
@@ -76,7 +79,9 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 REFERENCE = "detectron2://COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
-BACKENDS = ("eager", "bf16", "compile", "torchscript", "onnxruntime", "int8")
+BACKENDS = (
+    "eager", "bf16", "compile", "torchscript", "onnxruntime", "int8", "inductor", "inductor_int8"
+)  # fmt: skip
 # glibc malloc settings of ``--malloc reuse``: serve every block from the heap (no mmap) and never
 # give freed memory back, so a tensor freed in one layer is reused by the next instead of each
 # large (> 32 MiB) tensor being a fresh mapping that page-faults on every 4 KiB page when first
@@ -342,10 +347,10 @@ def backend_model(model, cfg, backend, size, calibration_batches, device):
         return compile_network(model)
     folder = tempfile.mkdtemp(prefix="d2_instseg_bench_")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    fmt = "torchscript" if backend == "torchscript" else "onnx"
-    path = export_model(model, cfg, folder, fmt, size=size)
-    if backend == "int8":
-        fp32, path = path, os.path.join(folder, "model.int8.onnx")
+    fmt = {"torchscript": "torchscript", "inductor": "pt2", "inductor_int8": "pt2"}
+    path = export_model(model, cfg, folder, fmt.get(backend, "onnx"), size=size)
+    if backend in ("int8", "inductor_int8"):
+        fp32, path = path, os.path.join(folder, "model.int8" + os.path.splitext(path)[1])
         quantize_int8_on_batches(fp32, path, calibration_batches, device=device)
     return ExportedModel(path, device=device)
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Export a trained model to TorchScript or ONNX (with its JSON sidecar), optionally quantised to
-int8 for ONNX Runtime on CPU.
+"""Export a trained model to TorchScript, ONNX or a torch.export program (with its JSON sidecar),
+optionally quantised to int8 for the CPU.
 
     python tools/export_model.py --config-file configs/shapes/centermask.yaml --format onnx \
         --output exported/centermask MODEL.WEIGHTS output/centermask/model_final.pth
@@ -8,15 +8,20 @@ int8 for ONNX Runtime on CPU.
         --quantize int8 --calib-images 64 MODEL.WEIGHTS model_final.pth
     python tools/export_model.py --config-file CFG --format torchscript --output DIR \
         MODEL.WEIGHTS model_final.pth
+    python tools/export_model.py --config-file CFG --format pt2 --output DIR \
+        --quantize int8 --calib-images 64 MODEL.WEIGHTS model_final.pth
 
-Writes DIR/model.onnx (or model.ts) and DIR/model.onnx.json, the sidecar an application needs
-(config, class names, input format and normalisation, what each output is); with ``--quantize
-int8`` also DIR/model.int8.onnx (+ .json), calibrated on the first N images of
-DATASETS.TRAIN[0] as the test loader prepares them. Every model of the package exports
-(CenterMaskPoint, SpatialEmbeddings, CPNetSegmentor, FCN-8s / UNet on Detectron2's
-SemanticSegmentor), and Detectron2's Mask R-CNN through Detectron2's TracingAdapter. Run an
-export with ``d2_instseg.Predictor`` and ``TEST.BACKEND onnxruntime`` (or ``torchscript``),
-``MODEL.WEIGHTS DIR/model.onnx``: same inputs, same outputs as the eager model.
+Writes DIR/model.onnx (or model.ts, model.pt2) and DIR/model.onnx.json, the sidecar an
+application needs (config, class names, input format and normalisation, what each output is); with
+``--quantize int8`` also DIR/model.int8.onnx (or model.int8.pt2) (+ .json), calibrated on the first
+N images of DATASETS.TRAIN[0] as the test loader prepares them. pt2 (``torch.export``, run by
+inductor with TEST.BACKEND inductor) is the fastest CPU path for CenterMask in int8 (README
+"Deploying"); it takes the package's models and FCN-8s / UNet, not Mask R-CNN. Every model of the
+package exports to TorchScript and ONNX (CenterMaskPoint, SpatialEmbeddings, CPNetSegmentor,
+FCN-8s / UNet on Detectron2's SemanticSegmentor), and Detectron2's Mask R-CNN through Detectron2's
+TracingAdapter. Run an
+export with ``d2_instseg.Predictor`` and ``TEST.BACKEND onnxruntime`` (or ``torchscript``,
+``inductor``), ``MODEL.WEIGHTS DIR/model.onnx``: same inputs, same outputs as the eager model.
 """
 
 import argparse
@@ -61,7 +66,11 @@ def argument_parser():
         help="size of the tracing input (default: CPNet's crop, else 512x512); the export runs "
         "at other sizes too",
     )
-    parser.add_argument("--quantize", choices=["int8"], help="also write an int8 ONNX model")
+    parser.add_argument(
+        "--quantize",
+        choices=["int8"],
+        help="also write an int8 model (onnx: ONNX Runtime's quantiser; pt2: PyTorch's PT2E x86)",
+    )
     parser.add_argument(
         "--calib-images",
         type=int,
@@ -86,8 +95,8 @@ def calibration_batches(cfg, count: int):
 def main(argv=None) -> int:
     args = argument_parser().parse_args(argv)
     setup_logger(name="d2_instseg")
-    if args.quantize and args.format != "onnx":
-        raise SystemExit("--quantize int8 needs --format onnx")
+    if args.quantize and args.format not in ("onnx", "pt2"):
+        raise SystemExit("--quantize int8 needs --format onnx or pt2")
     cfg = setup_cfg(args, run_default_setup=False, check_data=False)
     if cfg.TEST.BACKEND != "torch":
         raise SystemExit("Export reads a PyTorch checkpoint: leave TEST.BACKEND at 'torch'")
@@ -100,7 +109,7 @@ def main(argv=None) -> int:
     path = export_model(model, cfg, args.output, args.format, size=args.size)
     print(f"Wrote {path} and {path}.json")
     if args.quantize:
-        target = os.path.join(args.output, "model.int8.onnx")
+        target = os.path.join(args.output, "model.int8" + os.path.splitext(path)[1])
         batches = calibration_batches(cfg, args.calib_images)
         inputs = quantize_int8_on_batches(path, target, batches, device=cfg.MODEL.DEVICE)
         print(f"Wrote {target} and {target}.json ({len(inputs)} calibration inputs)")

@@ -9,7 +9,7 @@ from ..utils.deeplab_config import add_deeplab_config_once
 from .checkpoint import ON_FAILURE
 
 # TEST.BACKEND values d2_instseg.Predictor runs.
-BACKENDS = ("torch", "torchscript", "onnxruntime")
+BACKENDS = ("torch", "torchscript", "onnxruntime", "inductor")
 
 # INPUT.NORMALIZE values: how the Predictor brings non-uint8 images to 8 bits.
 NORMALIZATIONS = ("linear", "percentile")
@@ -58,8 +58,10 @@ def add_engine_config(cfg: CN) -> None:
     cfg.SOLVER.CHANNELS_LAST = False
     # What d2_instseg.Predictor runs: "torch" (the eager model, MODEL.WEIGHTS a checkpoint), or an
     # exported file (tools/export_model.py) named by MODEL.WEIGHTS with its JSON sidecar beside it:
-    # "torchscript" (model.ts) or "onnxruntime" (model.onnx / model.int8.onnx; CPU provider, CUDA's
-    # when MODEL.DEVICE is cuda and onnxruntime-gpu is installed).
+    # "torchscript" (model.ts), "onnxruntime" (model.onnx / model.int8.onnx; CPU provider, CUDA's
+    # when MODEL.DEVICE is cuda and onnxruntime-gpu is installed) or "inductor" (model.pt2 /
+    # model.int8.pt2, a torch.export program compiled by inductor with frozen weights: the first
+    # call of an input size compiles, tens of seconds on a CPU, and needs a C++ compiler).
     cfg.TEST.BACKEND = "torch"
     # Tiled inference (d2_instseg.engine.tiling) for images larger than the model should see at
     # once: the Predictor segments TILE x TILE tiles at the image's own resolution (no test-time

@@ -1,7 +1,8 @@
-"""int8 static post-training quantisation of an exported ONNX file with ONNX Runtime's quantiser:
-QDQ format, per-channel weights (int8) and per-tensor activations (uint8: the u8 x s8 products that
-AVX-512 VNNI and AVX2 run fastest), the activation ranges calibrated (min-max) on the network's own
-inputs for N images."""
+"""int8 static post-training quantisation of an exported file: an ONNX file with ONNX Runtime's
+quantiser (:func:`quantize_int8`: QDQ format), a pt2 program with PyTorch's PT2E x86 path
+(:func:`quantize_int8_pt2`). Both: per-channel weights (int8) and per-tensor activations (uint8:
+the u8 x s8 products that AVX-512 VNNI and AVX2 run fastest), the activation ranges calibrated
+(min-max) on the network's own inputs for N images, the output layers kept float32."""
 
 import os
 from typing import Dict, Iterable, List
@@ -10,10 +11,11 @@ import numpy as np
 import torch
 
 from ..utils.graph import walk_back
+from .pt2 import quantize_program
 from .runtime import ExportedModel
 from .sidecar import read_sidecar, write_sidecar
 
-__all__ = ["network_inputs", "quantize_int8", "quantize_int8_on_batches"]
+__all__ = ["network_inputs", "quantize_int8", "quantize_int8_on_batches", "quantize_int8_pt2"]
 
 
 def network_inputs(model: ExportedModel, batched_inputs: Iterable[List[Dict]]) -> List[np.ndarray]:
@@ -151,11 +153,46 @@ def quantize_int8(
     return output_path
 
 
+def quantize_int8_pt2(pt2_path: str, output_path: str, calibration: List[np.ndarray]) -> str:
+    """The ``pt2`` counterpart of :func:`quantize_int8`: PT2E x86 static quantisation
+    (:func:`~d2_instseg.export.pt2.quantize_program`: uint8 activations per tensor, min-max
+    calibrated, int8 weights per channel, the output layers float) of the program ``pt2_path``
+    to ``output_path``, with its sidecar. Returns ``output_path``."""
+    meta = read_sidecar(pt2_path)
+    if meta["format"] != "pt2" or meta.get("quantization"):
+        raise ValueError(f"{pt2_path} is not an fp32 pt2 export")
+    program = quantize_program(
+        torch.export.load(pt2_path),
+        [torch.from_numpy(x) for x in calibration],
+        meta["input"]["size_divisibility"],
+        dynamic=meta["input"]["fixed_size"] is None,
+    )
+    torch.export.save(program, output_path)
+    meta = {k: v for k, v in meta.items() if k != "d2_instseg_export"}
+    meta.update(
+        file=os.path.basename(output_path),
+        quantization={
+            "type": "int8 static, PT2E x86 (torchao X86InductorQuantizer), activations uint8 per "
+            "tensor (min-max calibration), weights int8 per channel",
+            "calibration_inputs": len(calibration),
+            "float32_nodes": "the output layers and element-wise products",
+            "source": os.path.basename(pt2_path),
+        },
+    )
+    write_sidecar(output_path, meta)
+    return output_path
+
+
 def quantize_int8_on_batches(
-    onnx_path: str, output_path: str, batched_inputs: Iterable[List[Dict]], device: str = "cpu"
+    path: str, output_path: str, batched_inputs: Iterable[List[Dict]], device: str = "cpu"
 ) -> List[np.ndarray]:
-    """:func:`quantize_int8` calibrated on Detectron2 input batches: the fp32 export run on each
-    (:func:`network_inputs`) gives the calibration inputs. Returns those inputs."""
-    inputs = network_inputs(ExportedModel(onnx_path, device=device), batched_inputs)
-    quantize_int8(onnx_path, output_path, inputs)
+    """:func:`quantize_int8` (an ONNX export) or :func:`quantize_int8_pt2` (a pt2 one) calibrated
+    on Detectron2 input batches: the fp32 export run on each (:func:`network_inputs`; a pt2
+    program uncompiled) gives the calibration inputs. Returns those inputs."""
+    fmt = read_sidecar(path)["format"]
+    inputs = network_inputs(ExportedModel(path, device=device, eager=True), batched_inputs)
+    if fmt == "pt2":
+        quantize_int8_pt2(path, output_path, inputs)
+    else:
+        quantize_int8(path, output_path, inputs)
     return inputs

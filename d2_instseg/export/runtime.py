@@ -1,5 +1,6 @@
-"""``ExportedModel``: an exported file (TorchScript or ONNX) run behind the same inference function
-as the eager model, callable like a Detectron2 model on a list of input dicts."""
+"""``ExportedModel``: an exported file (TorchScript, ONNX or a ``torch.export`` program) run behind
+the same inference function as the eager model, callable like a Detectron2 model on a list of input
+dicts."""
 
 import os
 from typing import Dict, List, Optional
@@ -8,13 +9,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from .pt2 import Pt2Network
 from .sidecar import decode_params, read_sidecar
 from .spec import inference_function
 
 __all__ = ["BACKENDS", "ExportedModel", "OnnxNetwork", "TorchScriptNetwork"]
 
 # TEST.BACKEND -> the export format it runs
-BACKENDS = {"torchscript": "torchscript", "onnxruntime": "onnx"}
+BACKENDS = {"torchscript": "torchscript", "onnxruntime": "onnx", "inductor": "pt2"}
 
 
 class TorchScriptNetwork:
@@ -68,12 +70,16 @@ class ExportedModel(nn.Module):
 
     Args:
         path: the exported file; its sidecar ``path + ".json"`` must be beside it.
-        backend: "torchscript" or "onnxruntime" (default: the file's format).
+        backend: "torchscript", "onnxruntime" or "inductor" (a .pt2 program compiled by
+            inductor; default: the file's format's).
         device: where inputs and outputs live ("cuda" uses ONNX Runtime's CUDA provider when
             installed).
+        eager: run a .pt2 program without compiling it (int8 calibration: only its inputs count).
     """
 
-    def __init__(self, path: str, backend: Optional[str] = None, device: str = "cpu"):
+    def __init__(
+        self, path: str, backend: Optional[str] = None, device: str = "cpu", eager: bool = False
+    ):
         super().__init__()
         self.sidecar = read_sidecar(path)
         fmt = self.sidecar["format"]
@@ -85,8 +91,12 @@ class ExportedModel(nn.Module):
                 f"{os.path.basename(path)} is a {fmt} export; TEST.BACKEND {backend!r} runs "
                 f"{BACKENDS[backend]} files"
             )
-        runner = TorchScriptNetwork if fmt == "torchscript" else OnnxNetwork
-        self.network = runner(path, self.sidecar["output_names"], device)
+        names = self.sidecar["output_names"]
+        if fmt == "pt2":
+            self.network = Pt2Network(path, names, device, compile_graph=not eager)
+        else:
+            runner = TorchScriptNetwork if fmt == "torchscript" else OnnxNetwork
+            self.network = runner(path, names, device)
         self.meta_architecture = self.sidecar["meta_architecture"]
         self.inference = inference_function(self.meta_architecture)
         self.params = decode_params(self.sidecar["inference_params"], device)

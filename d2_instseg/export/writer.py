@@ -1,18 +1,21 @@
 """``export_model``: trace a prepared model (eval mode, BatchNorms folded) to TorchScript or export
 it to ONNX, and write the JSON sidecar beside it."""
 
+import copy
 import os
 from typing import List, Optional, Tuple
 
 import torch
 from detectron2.data import MetadataCatalog
+from detectron2.export import TracingAdapter
 
+from .pt2 import export_program, plain_convolutions
 from .sidecar import encode_params, write_sidecar
 from .spec import export_spec
 
 __all__ = ["FORMATS", "ONNX_OPSET", "class_names", "export_model"]
 
-FORMATS = {"torchscript": "model.ts", "onnx": "model.onnx"}
+FORMATS = {"torchscript": "model.ts", "onnx": "model.onnx", "pt2": "model.pt2"}
 # ONNX opset: 16 is the first with the aligned ROIAlign Detectron2's R-CNNs and CenterMask's mask
 # assembly need (at Detectron2's default 11 R-CNN boxes come out hundreds of pixels off), 19 the
 # first with DeformConv (DLA-34's deformable IDA-up convs; ONNX Runtime has a CPU kernel for it).
@@ -69,13 +72,14 @@ def export_model(
     ``cfg``.
 
     Args:
-        fmt: "torchscript" (``torch.jit.trace``) or "onnx" (opset :data:`ONNX_OPSET`, dynamic
-            batch, height and width where the network allows).
+        fmt: "torchscript" (``torch.jit.trace``), "onnx" (opset :data:`ONNX_OPSET`, dynamic
+            batch, height and width where the network allows) or "pt2" (``torch.export``, run by
+            inductor: dynamic batch, height and width; CenterMask, Spatial Embeddings and CPNet).
         size: (h, w) of the tracing input (:func:`export_spec`'s default when None); the file
             runs at other sizes too.
     Returns:
-        the exported file's path (``output_dir/model.ts`` or ``model.onnx``); its sidecar is that
-        path + ".json".
+        the exported file's path (``output_dir/`` + :data:`FORMATS` ``[fmt]``); its sidecar is
+        that path + ".json".
     """
     if fmt not in FORMATS:
         raise ValueError(f"Unknown export format {fmt!r}; one of {sorted(FORMATS)}")
@@ -86,6 +90,24 @@ def export_model(
         if fmt == "torchscript":
             traced = torch.jit.trace(spec.network, (spec.sample,), check_trace=False, strict=False)
             traced.save(path)
+        elif fmt == "pt2":
+            if isinstance(spec.network, TracingAdapter):
+                raise ValueError(
+                    f"{cfg.MODEL.META_ARCHITECTURE} does not export to pt2 (its R-CNN heads are "
+                    "data-dependent): use --format onnx or torchscript"
+                )
+            divisibility = spec.input["size_divisibility"]
+            network = plain_convolutions(copy.deepcopy(spec.network))
+            try:
+                program = export_program(network, spec.sample, divisibility, 2 in spec.dynamic_axes)
+            except torch._dynamo.exc.UserError as e:
+                # FCN-8s and UNet crop their skip connections by sizes that one graph cannot
+                # express for every input size their padding allows
+                raise ValueError(
+                    f"{cfg.MODEL.META_ARCHITECTURE} does not export to pt2 for every input size "
+                    f"it takes ({str(e).splitlines()[0]}): use --format onnx or torchscript"
+                ) from e
+            torch.export.save(program, path)
         else:
             torch.onnx.export(
                 spec.network,
