@@ -46,10 +46,11 @@ fi
 # Cityscapes loader's labels and evaluators (run under NumPy 2 by d2_instseg.evaluation.cityscapes);
 # faster-coco-eval: the C++ COCOeval behind the COCO evaluator (same figures as pycocotools);
 # onnx, onnxruntime, onnxscript: model export (tools/export_model.py) and the TEST.BACKEND runtimes;
+# torchao: PyTorch's PT2E int8 quantiser for x86 (--format pt2 --quantize int8, TEST.BACKEND inductor);
 # tifffile: 16-bit label images from tools/predict.py; fastapi ... psutil: the web app (tools/serve.py) and its tests (selenium drives Debian's chromium).
 DEPS=(fvcore iopath pycocotools omegaconf hydra-core yacs termcolor tabulate cloudpickle tqdm tensorboard
   matplotlib Pillow packaging "setuptools<82" opencv-python-headless pytest hypothesis scipy pydensecrf2
-  shapely cityscapesscripts faster-coco-eval "ruff==0.17.6" onnx onnxruntime onnxscript tifffile
+  shapely cityscapesscripts faster-coco-eval "ruff==0.17.6" onnx onnxruntime onnxscript torchao tifffile
   fastapi uvicorn python-multipart httpx swagger-ui-bundle selenium psutil)
 # The stamp names the checksums of the list and of the pins: adding a package to DEPS or moving a pin
 # installs on the next run.
