@@ -162,8 +162,9 @@ class Predictor(DefaultPredictor):
     ``TEST.BACKEND`` chooses what runs: "torch" (default), the eager model, whose weights are read
     by :class:`SafeCheckpointer` (``torch.load(weights_only=True)``: a file cannot run code when
     loaded; pickle files are refused); or an exported file (``tools/export_model.py``) named by
-    ``MODEL.WEIGHTS``, "torchscript" or "onnxruntime" (:class:`d2_instseg.export.ExportedModel`:
-    the same inference function around the exported network, the same outputs). The eager model
+    ``MODEL.WEIGHTS``, "torchscript", "onnxruntime" or "inductor" (a .pt2 program compiled by
+    inductor; :class:`d2_instseg.export.ExportedModel`: the same inference function around the
+    exported network, the same outputs). The eager model
     is prepared for inference (:func:`prepare_for_inference`: BatchNorms folded into their
     convolutions, channels-last weights), so load other weights into a new ``Predictor``, not into
     ``predictor.model``. ``TEST.TILING.ENABLED`` segments the image tile by tile at its own

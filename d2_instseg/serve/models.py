@@ -22,8 +22,8 @@ from ..utils.config_registry import add_d2_instseg_config
 class ModelSpec:
     """One entry of ``models.yaml``: ``name: {config: PATH, weights: PATH, backend: torch,
     opts: [KEY, VALUE, ...]}`` (paths relative to the file's folder or absolute). ``backend`` is
-    the Predictor's TEST.BACKEND: "torch" (weights: a checkpoint), "torchscript" or "onnxruntime"
-    (weights: a file of ``tools/export_model.py`` with its sidecar beside it)."""
+    the Predictor's TEST.BACKEND: "torch" (weights: a checkpoint), "torchscript", "onnxruntime"
+    or "inductor" (weights: a file of ``tools/export_model.py`` with its sidecar beside it)."""
 
     name: str
     config: str
@@ -87,7 +87,7 @@ def build_model(spec: ModelSpec) -> LoadedModel:
     cfg.merge_from_file(spec.config)
     cfg.merge_from_list(list(spec.opts))
     cfg.MODEL.WEIGHTS = spec.weights
-    cfg.TEST.BACKEND = spec.backend  # "torch", or an export run by "torchscript" / "onnxruntime"
+    cfg.TEST.BACKEND = spec.backend  # "torch", or an export (torchscript, onnxruntime, inductor)
     if cfg.MODEL.DEVICE.startswith("cuda"):
         import torch
 

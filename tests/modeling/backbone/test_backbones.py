@@ -31,6 +31,18 @@ def test_dla34_structure_and_output_stride():
     assert out["dla2"].shape == (1, 8, 24, 40)
 
 
+def test_dla34_every_parameter_gets_a_gradient():
+    """DistributedDataParallel stops on a parameter that no loss reaches: a backward pass from
+    the output gives every DLA-34 parameter a gradient (the deeper trees have no projection of
+    their own, which their first sub-tree would ignore). Level 3 and 4 are the 2-level trees."""
+    model = DLASeg(channels=(4, 4, 8, 8, 16, 16), deformable=True)
+    assert not hasattr(model.base.level3, "project") and not hasattr(model.base.level4, "project")
+    assert hasattr(model.base.level3.tree1, "project")  # a level-1 tree: its block's residual
+    model(torch.randn(1, 3, 64, 64))["dla2"].square().sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert missing == []
+
+
 def test_deformable_conv_starts_as_half_a_plain_conv():
     """Offsets and modulation logits start at 0, so DCNv2 samples the regular grid with mask
     sigmoid(0) = 0.5: output = 0.5 * conv(x, W) + b."""
