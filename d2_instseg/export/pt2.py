@@ -145,19 +145,55 @@ def output_layers(module: torch.fx.GraphModule) -> List[torch.fx.Node]:
     return list(layers.values())
 
 
+# Operators that only rearrange a tensor (a weight reshaped for a product is still a weight).
+VIEW_OPS = (
+    torch.ops.aten.permute.default,
+    torch.ops.aten.reshape.default,
+    torch.ops.aten.view.default,
+    torch.ops.aten.contiguous.default,
+)
+
+
+def reshaped_weight_convolutions(module: torch.fx.GraphModule) -> List[torch.fx.Node]:
+    """The convolutions whose weight is a parameter rearranged in the graph (the quantiser only
+    finds those whose weight is the parameter itself): the 1x1 convolution of each DCNv2 over its
+    gathered samples (:func:`~d2_instseg.layers.modulated_deform_conv2d`), a third of DLA-34's
+    time in int8 when left float (measured, README "Deploying")."""
+    found = []
+    for node in module.graph.nodes:
+        if node.op != "call_function" or node.target is not torch.ops.aten.conv2d.default:
+            continue
+        weight = node.args[1]
+        if weight.op == "get_attr":
+            continue
+        source = walk_back(
+            weight,
+            lambda n: n.op == "get_attr",
+            lambda n: n.args[0] if n.op == "call_function" and n.target in VIEW_OPS else None,
+            steps=4,
+        )
+        if source is not None:
+            found.append(node)
+    return found
+
+
 def _quantizer(fp32_output_layers: bool):
     """torchao's ``X86InductorQuantizer`` (its default static config: uint8 activations per
     tensor, int8 weights per channel), with element-wise products left float (CenterMask's peak
     selection multiplies by a boolean mask, which an observer cannot take: histc has no bool
     kernel; the other products feed scores that are ranked and thresholded) and, when
     ``fp32_output_layers``, the :func:`output_layers` too (annotated "not quantised" before the
-    quantiser's own passes, which skip annotated nodes)."""
+    quantiser's own passes, which skip annotated nodes); the :func:`reshaped_weight_convolutions`
+    are annotated as int8 convolutions before those passes."""
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
 
     class Quantizer(xiq.X86InductorQuantizer):
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
             if fp32_output_layers:
                 xiq._annotate_nodes_not_quantize(output_layers(model))
+            for node in reshaped_weight_convolutions(model):
+                if xiq.QUANT_ANNOTATION_KEY not in node.meta:
+                    self._annotate_conv_node_helper(node, True, self.global_config)
             return super().annotate(model)
 
         def _annotate_mul_tensor(self, model, quantization_config, filter_fn=None):

@@ -11,7 +11,7 @@ from torch import nn
 
 import d2_instseg
 from d2_instseg.export import ExportedModel, read_sidecar
-from d2_instseg.export.pt2 import output_layers, plain_convolutions
+from d2_instseg.export.pt2 import output_layers, plain_convolutions, reshaped_weight_convolutions
 from d2_instseg.export.quantize import quantize_int8_on_batches
 
 from ..conftest import REPO, TRAINED_CENTERMASK, shapes_cfg
@@ -126,6 +126,29 @@ def test_output_layers_are_the_head_conv_and_the_linear_layer():
     found = output_layers(module)
     stacks = [list(n.meta["nn_module_stack"].values())[-1][0] for n in found]
     assert sorted(stacks) == ["fc", "head"]
+
+
+class ReshapedWeights(nn.Module):
+    """Three convolutions: with a parameter as it is ("plain"), with a parameter permuted and
+    reshaped in the graph (as a DCN's 1x1 conv over its samples: "reshaped"), and with an
+    activation as the weight ("dynamic", not a layer with weights)."""
+
+    def __init__(self):
+        super().__init__()
+        self.plain = nn.Conv2d(3, 4, 1)
+        self.w = nn.Parameter(torch.randn(4, 1, 1, 4))
+
+    def forward(self, x):
+        y = self.plain(x)
+        y = nn.functional.conv2d(y, self.w.permute(0, 3, 1, 2).reshape(4, 4, 1, 1))
+        return nn.functional.conv2d(y, y[:1].mean((2, 3)).reshape(1, 4, 1, 1).expand(4, 4, 1, 1))
+
+
+def test_reshaped_weight_convolutions_are_the_rearranged_parameters_only():
+    module = torch.export.export(ReshapedWeights().eval(), (torch.randn(1, 3, 8, 8),)).module()
+    (found,) = reshaped_weight_convolutions(module)
+    convs = [n for n in module.graph.nodes if n.target is torch.ops.aten.conv2d.default]
+    assert found is convs[1]  # graph order: plain, reshaped, dynamic
 
 
 def test_plain_convolutions_share_weights_and_keep_outputs():
