@@ -76,11 +76,11 @@ def plain_convolutions(module: nn.Module) -> nn.Module:
 
 
 def _dynamic_shapes(divisibility: int, dynamic: bool) -> Dict:
-    """``torch.export`` dynamic shapes of the one input "x" (N, 3, H, W): N from 1 to 64 (a batch
-    of images, or CPNet's crop windows); H and W, when ``dynamic``, any multiple of
+    """``torch.export`` dynamic shapes of the one input "x" (N, 3, H, W): N from 1 to 1024 (a
+    batch of images, or CPNet's crop windows); H and W, when ``dynamic``, any multiple of
     ``divisibility`` (the padding the inference function applies) up to 8192 pixels, at least 64
     (DLA-34's coarsest level must be more than one pixel, else export specialises on size 1)."""
-    shapes = {0: Dim("batch", min=1, max=64)}
+    shapes = {0: Dim("batch", min=1, max=1024)}
     if dynamic:
         d = max(int(divisibility), 1)
         low, high = -(-64 // d), 8192 // d
