@@ -16,6 +16,7 @@ from d2_instseg.export.quantize import quantize_int8_on_batches
 
 from ..conftest import REPO, TRAINED_CENTERMASK, shapes_cfg
 from .test_parity import CASES, IMAGE, assert_same_outputs
+from .test_quantize import TwoHeads
 
 sys.path.insert(0, f"{REPO}/tools")
 import export_model  # noqa: E402
@@ -106,22 +107,9 @@ def test_int8_keeps_the_output_layers_float(centermask_pt2, tmp_path):
     assert instances.image_size == IMAGE.shape[:2] and torch.isfinite(instances.scores).all()
 
 
-class TwoHeads(nn.Module):
-    """trunk conv -> relu -> (head conv -> sigmoid: "scores"), (flatten -> linear: "boxes"), and
-    "peaks", the top-k indices of the scores (made by the same head conv, through topk)."""
-
-    def __init__(self):
-        super().__init__()
-        self.trunk, self.head = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 2, 1)
-        self.fc = nn.Linear(4 * 8 * 8, 4)
-
-    def forward(self, x):
-        f = torch.relu(self.trunk(x))
-        scores = torch.sigmoid(self.head(f))
-        return scores, self.fc(f.flatten(1)), scores.flatten(1).topk(3).indices
-
-
 def test_output_layers_are_the_head_conv_and_the_linear_layer():
+    """The toy of the ONNX walk's test as a torch.export graph: the head conv (for "scores" and
+    "peaks") and the linear layer, not the trunk."""
     module = torch.export.export(TwoHeads().eval(), (torch.randn(1, 3, 8, 8),)).module()
     found = output_layers(module)
     stacks = [list(n.meta["nn_module_stack"].values())[-1][0] for n in found]
