@@ -222,8 +222,8 @@ def quantize_program(
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     module = program.module()
-    # torch.export keeps results nothing reads (DLA's trees of two levels compute a projection
-    # their sub-tree does not use, as the authors' DLA does); the quantiser cannot place them
+    # torch.export keeps results that nothing reads, and the quantiser fails on a convolution
+    # whose output goes nowhere (seen with DLA's unused projections, since removed): drop them
     module.graph.eliminate_dead_code()
     module.recompile()
     prepared = prepare_pt2e(module, _quantizer(fp32_output_layers))
