@@ -337,7 +337,7 @@ def backend_model(model, cfg, backend, size, calibration_batches, device):
 
     from d2_instseg.engine import autocast_network, compile_network
     from d2_instseg.export import ExportedModel, export_model
-    from d2_instseg.export.quantize import quantize_int8_on_batches
+    from d2_instseg.export.quantize import int8_path, quantize_int8_on_batches
 
     if backend == "eager":
         return model
@@ -350,7 +350,7 @@ def backend_model(model, cfg, backend, size, calibration_batches, device):
     fmt = {"torchscript": "torchscript", "inductor": "pt2", "inductor_int8": "pt2"}
     path = export_model(model, cfg, folder, fmt.get(backend, "onnx"), size=size)
     if backend in ("int8", "inductor_int8"):
-        fp32, path = path, os.path.join(folder, "model.int8" + os.path.splitext(path)[1])
+        fp32, path = path, int8_path(path)
         quantize_int8_on_batches(fp32, path, calibration_batches, device=device)
     return ExportedModel(path, device=device)
 

@@ -27,7 +27,6 @@ export with ``d2_instseg.Predictor`` and ``TEST.BACKEND onnxruntime`` (or ``torc
 import argparse
 import itertools
 import logging
-import os
 import sys
 
 import torch
@@ -43,7 +42,7 @@ from d2_instseg.engine import (
     setup_cfg,
 )
 from d2_instseg.export import FORMATS, export_model
-from d2_instseg.export.quantize import quantize_int8_on_batches
+from d2_instseg.export.quantize import int8_path, quantize_int8_on_batches
 
 logger = logging.getLogger("d2_instseg.export")
 
@@ -109,7 +108,7 @@ def main(argv=None) -> int:
     path = export_model(model, cfg, args.output, args.format, size=args.size)
     print(f"Wrote {path} and {path}.json")
     if args.quantize:
-        target = os.path.join(args.output, "model.int8" + os.path.splitext(path)[1])
+        target = int8_path(path)
         batches = calibration_batches(cfg, args.calib_images)
         inputs = quantize_int8_on_batches(path, target, batches, device=cfg.MODEL.DEVICE)
         print(f"Wrote {target} and {target}.json ({len(inputs)} calibration inputs)")

@@ -15,7 +15,13 @@ from .pt2 import quantize_program
 from .runtime import ExportedModel
 from .sidecar import read_sidecar, write_sidecar
 
-__all__ = ["network_inputs", "quantize_int8", "quantize_int8_on_batches", "quantize_int8_pt2"]
+__all__ = [
+    "int8_path",
+    "network_inputs",
+    "quantize_int8",
+    "quantize_int8_on_batches",
+    "quantize_int8_pt2",
+]
 
 
 def network_inputs(model: ExportedModel, batched_inputs: Iterable[List[Dict]]) -> List[np.ndarray]:
@@ -70,6 +76,32 @@ def output_layers(onnx_path: str) -> List[str]:
     return sorted(found)
 
 
+def int8_path(path: str) -> str:
+    """Where the int8 version of the fp32 export ``path`` goes: ``model.onnx`` ->
+    ``model.int8.onnx``, ``model.pt2`` -> ``model.int8.pt2``."""
+    stem, ext = os.path.splitext(path)
+    return stem + ".int8" + ext
+
+
+def _fp32_sidecar(path: str, fmt: str) -> Dict:
+    """The sidecar of ``path``, which must be an fp32 export in format ``fmt``."""
+    meta = read_sidecar(path)
+    if meta["format"] != fmt or meta.get("quantization"):
+        raise ValueError(f"{path} is not an fp32 {fmt} export")
+    return meta
+
+
+def _write_int8_sidecar(meta: Dict, source: str, output_path: str, quantization: Dict) -> None:
+    """The source's sidecar ``meta`` for its int8 version ``output_path``: the file's name and a
+    "quantization" entry (``quantization`` with the source's name)."""
+    meta = {k: v for k, v in meta.items() if k != "d2_instseg_export"}
+    meta.update(
+        file=os.path.basename(output_path),
+        quantization={**quantization, "source": os.path.basename(source)},
+    )
+    write_sidecar(output_path, meta)
+
+
 def quantize_int8(
     onnx_path: str,
     output_path: str,
@@ -106,9 +138,7 @@ def quantize_int8(
 
     if not calibration:
         raise ValueError("int8 quantisation needs at least one calibration input")
-    meta = read_sidecar(onnx_path)
-    if meta["format"] != "onnx" or meta.get("quantization"):
-        raise ValueError(f"{onnx_path} is not an fp32 ONNX export")
+    meta = _fp32_sidecar(onnx_path, "onnx")
     input_name = meta["input"]["name"]
 
     class Reader(CalibrationDataReader):
@@ -138,18 +168,17 @@ def quantize_int8(
     finally:
         if os.path.exists(prepared):
             os.remove(prepared)
-    meta = {k: v for k, v in meta.items() if k != "d2_instseg_export"}
-    meta.update(
-        file=os.path.basename(output_path),
-        quantization={
+    _write_int8_sidecar(
+        meta,
+        onnx_path,
+        output_path,
+        {
             "type": "int8 static, QDQ, activations uint8 per tensor (min-max calibration), "
             f"weights int8 {'per channel' if per_channel else 'per tensor'}",
             "calibration_inputs": len(calibration),
             "float32_nodes": excluded,
-            "source": os.path.basename(onnx_path),
         },
     )
-    write_sidecar(output_path, meta)
     return output_path
 
 
@@ -158,9 +187,7 @@ def quantize_int8_pt2(pt2_path: str, output_path: str, calibration: List[np.ndar
     (:func:`~d2_instseg.export.pt2.quantize_program`: uint8 activations per tensor, min-max
     calibrated, int8 weights per channel, the output layers float) of the program ``pt2_path``
     to ``output_path``, with its sidecar. Returns ``output_path``."""
-    meta = read_sidecar(pt2_path)
-    if meta["format"] != "pt2" or meta.get("quantization"):
-        raise ValueError(f"{pt2_path} is not an fp32 pt2 export")
+    meta = _fp32_sidecar(pt2_path, "pt2")
     program = quantize_program(
         torch.export.load(pt2_path),
         [torch.from_numpy(x) for x in calibration],
@@ -168,18 +195,17 @@ def quantize_int8_pt2(pt2_path: str, output_path: str, calibration: List[np.ndar
         dynamic=meta["input"]["fixed_size"] is None,
     )
     torch.export.save(program, output_path)
-    meta = {k: v for k, v in meta.items() if k != "d2_instseg_export"}
-    meta.update(
-        file=os.path.basename(output_path),
-        quantization={
+    _write_int8_sidecar(
+        meta,
+        pt2_path,
+        output_path,
+        {
             "type": "int8 static, PT2E x86 (torchao X86InductorQuantizer), activations uint8 per "
             "tensor (min-max calibration), weights int8 per channel",
             "calibration_inputs": len(calibration),
             "float32_nodes": "the output layers and element-wise products",
-            "source": os.path.basename(pt2_path),
         },
     )
-    write_sidecar(output_path, meta)
     return output_path
 
 
