@@ -683,6 +683,26 @@ def run_row(config, size, backend, args, planted=0):
     )
 
 
+def model_section_keys(opts):
+    """The keys among ``opts`` (KEY VALUE pairs) that lie in a d2_instseg model's config section
+    (MODEL.CENTERMASK, MODEL.DLA, ...: the MODEL children Detectron2's own config lacks), which the
+    Mask R-CNN reference never reads."""
+    from detectron2.config import get_cfg
+
+    from d2_instseg import add_d2_instseg_config
+
+    ours = get_cfg()
+    add_d2_instseg_config(ours)
+    sections = set(ours.MODEL) - set(get_cfg().MODEL)
+    return [key for key in opts[::2] if _model_section(key) in sections]
+
+
+def _model_section(key):
+    """MODEL.CENTERMASK.TOPK_TEST -> "CENTERMASK"; "" for a key outside a MODEL section."""
+    parts = key.split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "MODEL" else ""
+
+
 def median_round(results):
     """The row of the round with the median latency (the lower one of an even count), with every
     round's latency in ``round_latencies_ms`` (in round order)."""
@@ -872,7 +892,8 @@ def main():
         "MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.0 so that with random weights it returns its 100 "
         "detections and runs its mask head, as a trained model does on a crowded image; it takes "
         "every KEY VALUE up to the next option, so put the other models' pairs after one "
-        "(e.g. --output FILE KEY VALUE ...)",
+        "(e.g. --output FILE KEY VALUE ...); a d2_instseg model's key here (MODEL.CENTERMASK.*, "
+        "...) is refused",
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -885,6 +906,13 @@ def main():
         parser.error(f"--rounds must be >= 1, got {args.rounds}")
     if args.worker:
         return worker(args)
+    misplaced = model_section_keys(args.reference_opts)
+    if misplaced:
+        parser.error(
+            f"--reference-opts got {', '.join(misplaced)}, which the Mask R-CNN reference does not "
+            "read: --reference-opts takes every KEY VALUE up to the next option, so put the other "
+            "models' pairs after one (e.g. --output FILE KEY VALUE ...)"
+        )
     import torch
 
     peak = dense_throughput(args.device, args.threads)

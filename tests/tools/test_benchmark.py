@@ -240,3 +240,24 @@ def test_benchmark_rounds_interleave_rows(tmp_path):
         assert len(row["round_ratios_to_mask_rcnn"]) == 2
     ratio_with_range = r"\| \d+\.\d\d \(\d+\.\d\d-\d+\.\d\d\) \|"
     assert re.search(r"\| configs/shapes/cpnet\.yaml \|[^\n]*" + ratio_with_range, proc.stdout)
+
+
+def test_reference_opts_refuse_the_keys_of_a_d2_instseg_model():
+    """``--reference-opts`` takes every KEY VALUE up to the next option, so a model's pair written
+    after it lands on the reference, which ignores it: the keys of a d2_instseg model's section
+    (MODEL.CENTERMASK, MODEL.DLA) are refused by name before anything runs; Detectron2's own keys
+    (MODEL.ROI_HEADS, TEST) pass."""
+    opts = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "MODEL.CENTERMASK.SCORE_THRESH_TEST", "0.0"]
+    opts += ["MODEL.DLA.DEFORMABLE", "True", "TEST.COMPILE", "True", "MODEL.DEVICE", "cpu"]
+    assert _benchmark_module().model_section_keys(opts) == [
+        "MODEL.CENTERMASK.SCORE_THRESH_TEST",
+        "MODEL.DLA.DEFORMABLE",
+    ]
+    cmd = [sys.executable, os.path.join(REPO, "tools", "benchmark.py"), "--config-file"]
+    cmd += ["configs/shapes/centermask.yaml", "--reference-opts", *opts]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "--reference-opts got MODEL.CENTERMASK.SCORE_THRESH_TEST, MODEL.DLA.DEFORMABLE" in (
+        proc.stderr
+    )
+    assert "benchmarking" not in proc.stdout
