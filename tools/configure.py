@@ -109,6 +109,11 @@ def _header(args, fp: dict) -> list:
             f"{size['p95']:g} px, {per['mean']:g} per image (max {per['max']}), "
             f"{100 * fp['touching_share']:.0f}% touching another."
         )
+    if args.method == "irnet" and (args.minutes or args.max_iter):
+        lines += [
+            "The budget (--minutes / --max-iter) sets the schedule of step 5's Mask R-CNN only;",
+            "the cam and irn trainings keep MODEL.IRNET.CAM.EPOCHS / IRN.EPOCHS of the base.",
+        ]
     return lines
 
 

@@ -2,6 +2,7 @@
 fractions; the errors it gives."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -111,6 +112,27 @@ def test_irnet_writes_its_mask_rcnn_config_beside_it(tmp_path):
         _load(tmp_path / "irnet_tiny_mask_rcnn.yaml").MODEL.META_ARCHITECTURE == "GeneralizedRCNN"
     )
     assert cfg.MODEL.IRNET.IRN.RADIUS == 3  # 10 x 35 / 110 px on shapes
+    assert "budget" not in out.read_text()
+
+
+def test_irnet_says_its_budget_reaches_step_5_only(tmp_path):
+    """``--max-iter`` with IRNet: step 5's Mask R-CNN config gets the schedule (SOLVER.MAX_ITER 7),
+    the IRNet config says in its header that its cam and irn trainings keep their epochs, and its
+    CAM / IRN epochs are the base config's (configs/shapes/irnet.yaml)."""
+    out = tmp_path / "irnet_tiny.yaml"
+    argv = ["--dataset", "shapes_tiny_train", "--method", "irnet", "-o", str(out)]
+    argv += ["--max-iter", "7"]
+    assert configure.main(argv) == 0
+    text = out.read_text()
+    assert "sets the schedule of step 5's Mask R-CNN only" in text
+    assert "keep MODEL.IRNET.CAM.EPOCHS / IRN.EPOCHS of the base" in text
+    base = _load(os.path.join(REPO, "configs", "shapes", "irnet.yaml"))
+    cfg = _load(out)
+    assert (cfg.MODEL.IRNET.CAM.EPOCHS, cfg.MODEL.IRNET.IRN.EPOCHS) == (
+        base.MODEL.IRNET.CAM.EPOCHS,
+        base.MODEL.IRNET.IRN.EPOCHS,
+    )
+    assert _load(tmp_path / "irnet_tiny_mask_rcnn.yaml").SOLVER.MAX_ITER == 7
 
 
 def _weak_coco(tmp_path):
