@@ -683,6 +683,14 @@ def run_row(config, size, backend, args, planted=0):
     )
 
 
+# how argparse reads --reference-opts (nargs="*" before the models' REMAINDER), said in its help
+# and in the error for a misplaced key
+REFERENCE_OPTS_RULE = (
+    "takes every KEY VALUE up to the next option, so put the other models' pairs after one "
+    "(e.g. --output FILE KEY VALUE ...)"
+)
+
+
 def model_section_keys(opts):
     """The keys among ``opts`` (KEY VALUE pairs) that lie in a d2_instseg model's config section
     (MODEL.CENTERMASK, MODEL.DLA, ...: the MODEL children Detectron2's own config lacks), which the
@@ -890,10 +898,9 @@ def main():
         metavar="KEY VALUE",
         help="config pairs for the Mask R-CNN reference row only, e.g. "
         "MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.0 so that with random weights it returns its 100 "
-        "detections and runs its mask head, as a trained model does on a crowded image; it takes "
-        "every KEY VALUE up to the next option, so put the other models' pairs after one "
-        "(e.g. --output FILE KEY VALUE ...); a d2_instseg model's key here (MODEL.CENTERMASK.*, "
-        "...) is refused",
+        "detections and runs its mask head, as a trained model does on a crowded image; it "
+        + REFERENCE_OPTS_RULE
+        + "; a d2_instseg model's key here (MODEL.CENTERMASK.*, ...) is refused",
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -910,8 +917,7 @@ def main():
     if misplaced:
         parser.error(
             f"--reference-opts got {', '.join(misplaced)}, which the Mask R-CNN reference does not "
-            "read: --reference-opts takes every KEY VALUE up to the next option, so put the other "
-            "models' pairs after one (e.g. --output FILE KEY VALUE ...)"
+            f"read: --reference-opts {REFERENCE_OPTS_RULE}"
         )
     import torch
 
