@@ -17,11 +17,11 @@ from d2_instseg.modeling.irnet.losses import boundary_loss, displacement_loss
 from d2_instseg.modeling.irnet.relations import (
     IGNORE_LABEL,
     boundary_to_affinity,
-    dense_affinity,
     pair_labels,
     partner_stack,
     search_directions,
     source_crop,
+    sparse_affinity,
 )
 
 SEEDS = st.integers(0, 2**31 - 1)
@@ -104,14 +104,15 @@ def test_affinities_and_transition_matrix(case):
     aff = boundary_to_affinity(padded, r)
     ends = torch.maximum(source_crop(padded, r).unsqueeze(1), partner_stack(padded, r))
     assert (aff <= 1 - ends + 1e-6).all() and (aff >= 0).all()
-    dense = dense_affinity(boundary, r)
+    sparse = sparse_affinity(boundary, r)
+    dense = sparse.to_dense()
     assert dense.shape == (h * w, h * w) and torch.equal(dense, dense.t())
     assert ((dense >= 0) & (dense <= 1)).all() and (dense.diagonal() == 1).all()
     ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     ys, xs = ys.flatten(), xs.flatten()
     far = (ys[:, None] - ys[None]) ** 2 + (xs[:, None] - xs[None]) ** 2 >= r * r
     assert (dense[far] == 0).all()
-    trans = transition_matrix(dense, beta=10.0, exp_times=2)
+    trans = transition_matrix(sparse, beta=10.0).to_dense()
     assert (trans >= 0).all()
     torch.testing.assert_close(trans.sum(0), torch.ones(h * w))
 

@@ -6,6 +6,7 @@ from d2_instseg.irnet.synthesis import (
     cluster_centroids,
     detect_instances,
     find_centroids_with_refinement,
+    propagate,
     random_walk,
     transition_matrix,
 )
@@ -48,40 +49,44 @@ def test_cluster_centroids_groups_known_instances():
 def test_transition_matrix_hand_computed():
     """A = [[1,.5,0],[.5,1,.5],[0,.5,1]], beta=1: column sums 1.5, 2, 1.5 ->
     T = [[2/3,1/4,0],[1/3,1/2,1/3],[0,1/4,2/3]];
-    T^2 = [[19/36, 7/24, 1/12], [7/18, 5/12, 7/18], [1/12, 7/24, 19/36]] (columns sum to 1)."""
-    aff = torch.tensor([[1.0, 0.5, 0.0], [0.5, 1.0, 0.5], [0.0, 0.5, 1.0]], dtype=torch.float64)
+    two steps from the identity: T^2 = [[19/36, 7/24, 1/12], [7/18, 5/12, 7/18],
+    [1/12, 7/24, 19/36]] (columns sum to 1)."""
     f64 = torch.float64
+    aff = torch.tensor([[1.0, 0.5, 0.0], [0.5, 1.0, 0.5], [0.0, 0.5, 1.0]], dtype=f64).to_sparse()
     t1 = torch.tensor([[2 / 3, 1 / 4, 0], [1 / 3, 1 / 2, 1 / 3], [0, 1 / 4, 2 / 3]], dtype=f64)
     t2 = torch.tensor(
         [[19 / 36, 7 / 24, 1 / 12], [7 / 18, 5 / 12, 7 / 18], [1 / 12, 7 / 24, 19 / 36]],
         dtype=torch.float64,
     )
-    torch.testing.assert_close(transition_matrix(aff, 1.0, 0), t1)
-    torch.testing.assert_close(transition_matrix(aff, 1.0, 1), t2)
+    trans = transition_matrix(aff, 1.0)
+    assert trans.is_sparse
+    torch.testing.assert_close(trans.to_dense(), t1)
+    torch.testing.assert_close(propagate(torch.eye(3, dtype=f64), trans, 2), t2)
     # beta = 2: A^2 entries .25, column sums 1.25, 1.5, 1.25
     t_beta = torch.tensor([[0.8, 1 / 6, 0], [0.2, 2 / 3, 0.2], [0, 1 / 6, 0.8]], dtype=f64)
-    torch.testing.assert_close(transition_matrix(aff, 2.0, 0), t_beta)
+    torch.testing.assert_close(transition_matrix(aff, 2.0).to_dense(), t_beta)
 
 
-def test_transition_matrix_has_no_subnormal_entries_and_keeps_the_walk():
-    """A 40-node chain (self-affinity 1, neighbours 0.01): after t = 32 steps the entry at distance
-    d is about (0.01 / 1.02)^d, below float32's smallest normal (1.2e-38) from d = 20 on: plain
-    float32 squarings leave subnormal entries there (that the CPU computes 10-30x slower). The walk
-    must have none, and equal the float64 32nd power of T (torch.linalg.matrix_power): within
-    float32 rounding of 5 squarings of entries <= 1 (1e-6), relatively 1e-5 on entries above
-    1e-15 (what is zeroed is below 1.1e-19)."""
+def test_walk_has_no_subnormal_scores_and_keeps_the_walk():
+    """A 40-node chain (self-affinity 1, neighbours 1e-10), seeds = the identity: after t = 32 steps
+    the score at distance d is about C(32, d) 1e-10^d, below float64's smallest normal (2.2e-308)
+    from d = 31 on: plain float64 steps leave subnormal scores there (that the CPU computes 10-30x
+    slower). The walk must have none, and equal the float64 32nd power of T
+    (torch.linalg.matrix_power) within 1e-12, relatively 1e-9 on entries above 1e-140 (what is
+    zeroed is below 1.5e-154 per step)."""
     n = 40
-    off = 0.01 * torch.ones(n - 1)
-    aff = torch.eye(n) + torch.diag(off, 1) + torch.diag(off, -1)
-    trans = transition_matrix(aff, 1.0, 5)
-    tiny = torch.finfo(torch.float32).tiny
-    assert not ((trans > 0) & (trans < tiny)).any()
-    one_step = aff.double() / aff.double().sum(dim=0, keepdim=True)
-    ref = torch.linalg.matrix_power(one_step, 32)
-    err = (trans.double() - ref).abs()
-    assert err.max() < 1e-6
-    assert (err / ref)[ref > 1e-15].max() < 1e-5
-    assert ref[0, 25] < tiny  # the case does reach the subnormal range
+    off = 1e-10 * torch.ones(n - 1, dtype=torch.float64)
+    aff = torch.eye(n, dtype=torch.float64) + torch.diag(off, 1) + torch.diag(off, -1)
+    walked = propagate(
+        torch.eye(n, dtype=torch.float64), transition_matrix(aff.to_sparse(), 1.0), 32
+    )
+    tiny = torch.finfo(torch.float64).tiny
+    assert not ((walked > 0) & (walked < tiny)).any()
+    ref = torch.linalg.matrix_power(aff / aff.sum(dim=0, keepdim=True), 32)
+    err = (walked - ref).abs()
+    assert err.max() < 1e-12
+    assert (err / ref)[ref > 1e-140].max() < 1e-9
+    assert ((ref > 0) & (ref < tiny)).any()  # the case does reach the subnormal range
 
 
 def test_random_walk_hand_computed():

@@ -7,10 +7,10 @@ import torch
 from d2_instseg.data.dataset_mappers.irnet import downsample_label
 from d2_instseg.modeling.irnet.relations import (
     boundary_to_affinity,
-    dense_affinity,
     pair_labels,
     path_offsets,
     search_directions,
+    sparse_affinity,
     strided_size,
 )
 
@@ -103,17 +103,20 @@ def test_boundary_to_affinity_gradient_reaches_path_max():
     torch.testing.assert_close(boundary.grad, expected)
 
 
-def test_dense_affinity_row():
+def test_sparse_affinity_row():
     """1x3 map B = [0, 0.5, 0], r=2: only horizontal neighbours are paired; a_01 = a_12 = 1 - 0.5,
     pixels 0 and 2 are 2 apart (not < r) and get 0; self-loops are 1."""
-    dense = dense_affinity(torch.tensor([[0.0, 0.5, 0.0]]), 2)
+    dense = sparse_affinity(torch.tensor([[0.0, 0.5, 0.0]]), 2).to_dense()
     expected = torch.tensor([[1.0, 0.5, 0.0], [0.5, 1.0, 0.5], [0.0, 0.5, 1.0]])
     torch.testing.assert_close(dense, expected)
 
 
-def test_dense_affinity_symmetric_and_local():
-    """On a 4x5 map with r=2, each pixel is paired with its 8 neighbours only (|dy|,|dx| <= 1)."""
-    dense = dense_affinity(torch.rand(4, 5), 2)
+def test_sparse_affinity_symmetric_and_local():
+    """On a 4x5 map with r=2, each pixel is paired with its 8 neighbours only (|dy|,|dx| <= 1): 20
+    self-loops + 2 x (15 horizontal + 16 vertical + 2 x 12 diagonal pairs) = 130 entries."""
+    sparse = sparse_affinity(torch.rand(4, 5), 2)
+    assert sparse.is_sparse and sparse._nnz() == 130
+    dense = sparse.to_dense()
     torch.testing.assert_close(dense, dense.t())
     ys, xs = torch.meshgrid(torch.arange(4), torch.arange(5), indexing="ij")
     ys, xs = ys.flatten(), xs.flatten()
