@@ -30,12 +30,13 @@ from detectron2.data import MetadataCatalog
 import d2_instseg  # noqa: F401  (registers models and datasets)
 from d2_instseg import add_d2_instseg_config
 from d2_instseg.autoconfig import METHODS, SEMANTIC, DataStats, Derived, derive
-from d2_instseg.autoconfig.schedule import measure_iteration_time, schedule_keys
+from d2_instseg.autoconfig.irnet_timing import irnet_iteration_times
+from d2_instseg.autoconfig.schedule import measure_iteration_time, schedule_keys, split_budget
 from d2_instseg.autoconfig.write import config_text, relative_base
 from d2_instseg.data import register_user_dataset
 from d2_instseg.data.datasets.user_datasets import parse_dataset_arg
 from d2_instseg.data.fingerprint import fingerprint
-from d2_instseg.engine import amp
+from d2_instseg.engine import amp, iterations_for_epochs
 
 
 def _dataset(spec: str) -> str:
@@ -109,10 +110,18 @@ def _header(args, fp: dict) -> list:
             f"{size['p95']:g} px, {per['mean']:g} per image (max {per['max']}), "
             f"{100 * fp['touching_share']:.0f}% touching another."
         )
-    if args.method == "irnet" and (args.minutes or args.max_iter):
+    if args.method == "irnet" and args.minutes:
         lines += [
-            "The budget (--minutes / --max-iter) sets the schedule of step 5's Mask R-CNN only;",
-            "the cam and irn trainings keep MODEL.IRNET.CAM.EPOCHS / IRN.EPOCHS of the base.",
+            f"--minutes {args.minutes:g} is shared by the three trainings (cam, irn, step 5's Mask"
+            " R-CNN) as their base",
+            "schedules share their time here; the steps between them (CAMs of every image, CRF,"
+            " synthesis)",
+            "and the evaluations come on top.",
+        ]
+    elif args.method == "irnet" and args.max_iter:
+        lines += [
+            "--max-iter sets the schedule of step 5's Mask R-CNN only; the cam and irn trainings",
+            "keep MODEL.IRNET.CAM.EPOCHS / IRN.EPOCHS of the base (--minutes times all three).",
         ]
     return lines
 
@@ -131,8 +140,9 @@ def _mask_rcnn_path(output: str) -> str:
     return os.path.join(os.path.dirname(output), f"{_stem(output)}_mask_rcnn.yaml")
 
 
-def build_config(args) -> str:
-    """The YAML text for ``args`` (writes nothing)."""
+def _derivation(args):
+    """(the base config's path, the base cfg, the derived keys but the schedule, the fingerprint)
+    of ``args``."""
     train = _dataset(args.dataset)
     test = _dataset(args.test_dataset) if args.test_dataset else None
     fp = fingerprint(train)
@@ -173,24 +183,63 @@ def build_config(args) -> str:
                 "emulated, slower than float32",
             )
         )
-    if args.max_iter and args.method != "irnet":
+    return base, base_cfg, derived, fp
+
+
+def build_config(args, schedule=()) -> str:
+    """The YAML text for ``args`` (writes nothing); ``schedule``: derived keys of a schedule worked
+    out beforehand (IRNet's share of a budget), else the one of --max-iter / --minutes."""
+    base, base_cfg, derived, fp = _derivation(args)
+    if schedule:
+        derived += list(schedule)
+    elif args.max_iter and args.method != "irnet":
         derived += schedule_keys(base_cfg, args.max_iter, "--max-iter")
     elif args.minutes and args.method != "irnet":
-        derived += _timed_schedule(args, base, base_cfg, derived)
+        seconds = measure_iteration_time(_derived_cfg(base, derived))
+        iterations = max(1, int(args.minutes * 60 / seconds))
+        why = f"{args.minutes:g} min / {seconds:.2f} s per iteration measured here"
+        derived += schedule_keys(base_cfg, iterations, why)
     return config_text(relative_base(base, args.output), derived, _header(args, fp))
 
 
-def _timed_schedule(args, base: str, base_cfg, derived) -> list:
-    """Iterations that fit ``args.minutes``, from the iteration time of the derived config."""
+def _derived_cfg(base: str, derived):
+    """The cfg of ``base`` with the ``derived`` keys set (to time it)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "timing.yaml")
         with open(path, "w") as f:
             f.write(config_text(os.path.abspath(base), derived, []))
-        cfg = _load(path)
-    seconds = measure_iteration_time(cfg)
-    iterations = max(1, int(args.minutes * 60 / seconds))
-    why = f"{args.minutes:g} min / {seconds:.2f} s per iteration measured here"
-    return schedule_keys(base_cfg, iterations, why)
+        return _load(path)
+
+
+def _irnet_budget(args, mrcnn) -> tuple:
+    """``args.minutes`` shared by IRNet's three trainings as their base schedules share their time
+    here (:func:`split_budget`): the keys of the cam and irn epochs for the IRNet config, and the
+    schedule keys of step 5's Mask R-CNN config (``mrcnn``)."""
+    base, _, derived, _ = _derivation(args)
+    cfg = _derived_cfg(base, derived)
+    times = irnet_iteration_times(cfg, cfg.DATASETS.TRAIN[0])
+    m_base, m_base_cfg, m_derived, _ = _derivation(mrcnn)
+    times["maskrcnn"] = measure_iteration_time(_derived_cfg(m_base, m_derived))
+    n, irnet = times["num_images"], cfg.MODEL.IRNET
+    steps = {
+        "cam": (irnet.CAM, iterations_for_epochs(irnet.CAM.EPOCHS, n, irnet.CAM.IMS_PER_BATCH)),
+        "irn": (irnet.IRN, iterations_for_epochs(irnet.IRN.EPOCHS, n, irnet.IRN.IMS_PER_BATCH)),
+        "maskrcnn": (None, m_base_cfg.SOLVER.MAX_ITER),
+    }
+    shares = split_budget(args.minutes * 60, [(it, times[k]) for k, (_, it) in steps.items()])
+    irnet_keys, mrcnn_keys = [], []
+    for (step, (node, base_it)), iterations in zip(steps.items(), shares):
+        why = (
+            f"{iterations} it = {100 * iterations * times[step] / (args.minutes * 60):.0f}% of "
+            f"{args.minutes:g} min at {times[step]:.2f} s per iteration measured here (base "
+            f"{base_it} it)"
+        )
+        if node is None:
+            mrcnn_keys = schedule_keys(m_base_cfg, iterations, why)
+        else:
+            epochs = round(iterations * node.IMS_PER_BATCH / n, 4)
+            irnet_keys.append(Derived(f"MODEL.IRNET.{step.upper()}.EPOCHS", epochs, why))
+    return irnet_keys, mrcnn_keys
 
 
 def main(argv=None) -> int:
@@ -226,8 +275,11 @@ def main(argv=None) -> int:
         mrcnn.method, mrcnn.output = "mask_rcnn", _mask_rcnn_path(args.output)
         mrcnn.output_dir = os.path.join(_output_dir(args), "maskrcnn")
         outputs.append((mrcnn, mrcnn.output))
-    for job, path in outputs:
-        text = build_config(job)
+    schedules = [()] * len(outputs)
+    if args.method == "irnet" and args.minutes:
+        schedules = _irnet_budget(args, mrcnn)
+    for (job, path), schedule in zip(outputs, schedules):
+        text = build_config(job, schedule)
         with open(path, "w") as f:
             f.write(text)
         print(text, end="")

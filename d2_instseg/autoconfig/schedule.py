@@ -3,16 +3,19 @@ this machine, the base config's step and warm-up fractions kept."""
 
 import logging
 import time
-from typing import List
+from typing import List, Sequence, Tuple
 
 from .stats import Derived
 
 logger = logging.getLogger(__name__)
 
 
-def measure_iteration_time(cfg, iterations: int = 4, warmup: int = 2) -> float:
+def measure_iteration_time(
+    cfg, model=None, loader=None, lr_factor=None, iterations: int = 4, warmup: int = 2
+) -> float:
     """Seconds per training iteration of ``cfg`` (median of ``iterations`` after ``warmup``),
-    measured with the Trainer's own model, optimizer and data loader."""
+    measured with ``model``, ``loader`` and ``lr_factor`` (a step's own; by default the Trainer's
+    model and data loader) and the Trainer's optimizer."""
     from detectron2.engine import HookBase
 
     from ..engine import Trainer
@@ -30,10 +33,23 @@ def measure_iteration_time(cfg, iterations: int = 4, warmup: int = 2) -> float:
     cfg = cfg.clone()
     cfg.defrost()
     cfg.SOLVER.MAX_ITER = warmup + iterations
-    model = Trainer.build_model(cfg)
-    train_for(cfg, model, Trainer.build_train_loader(cfg), extra_hooks=[_Clock()])
+    model = model if model is not None else Trainer.build_model(cfg)
+    loader = loader if loader is not None else Trainer.build_train_loader(cfg)
+    train_for(cfg, model, loader, lr_factor_func=lr_factor, extra_hooks=[_Clock()])
     timed = sorted(times[warmup:])
     return timed[len(timed) // 2]
+
+
+def split_budget(seconds: float, steps: Sequence[Tuple[int, float]]) -> List[int]:
+    """Iterations of trainings that run one after another in ``seconds``, each given as
+    (its base iterations, seconds per iteration): every base schedule is scaled by the same
+    factor, so each training keeps its base share of the time (at least 1 iteration each).
+
+    E.g. (100 it x 1 s, 50 it x 2 s) in 100 s: factor 0.5 -> [50, 25]."""
+    base = sum(n * t for n, t in steps)
+    if base <= 0:
+        raise ValueError(f"split_budget: the base schedules take no time: {list(steps)}")
+    return [max(1, int(n * seconds / base)) for n, _ in steps]
 
 
 def schedule_keys(cfg, iterations: int, why: str) -> List[Derived]:

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 from multiprocessing import Pool
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 from detectron2.config import CfgNode
@@ -63,17 +63,48 @@ def step_cfg(cfg: CfgNode, meta_arch: str, node: CfgNode, num_images: int) -> Cf
     return cfg
 
 
-def _train(run, cfg: CfgNode, model, dicts: List[Dict], mapper, log: str, lr_factor: Callable):
-    """``train_for`` on ``dicts`` (shuffled, no aspect-ratio grouping), logging to
-    ``OUTPUT_DIR/<log>``; ``lr_factor(parameter name)`` is each parameter's learning-rate
-    multiplier. Returns the report without the histories."""
-    loader = build_detection_train_loader(
+def _loader(cfg: CfgNode, dicts: List[Dict], mapper):
+    """Detectron2's training loader over ``dicts`` (shuffled, no aspect-ratio grouping)."""
+    return build_detection_train_loader(
         dataset=dicts,
         mapper=mapper,
         total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
         aspect_ratio_grouping=False,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
     )
+
+
+def _multiplier(mult: float, modules) -> Callable[[str], float]:
+    """Learning-rate factor ``mult`` for the parameters of ``modules`` (top-level names), else 1."""
+    prefixes = tuple(f"{m}." for m in modules)
+    return lambda name: mult if name.startswith(prefixes) else 1.0
+
+
+def cam_training(cfg: CfgNode, dicts: List[Dict]) -> Tuple[CfgNode, Any, Any, Callable]:
+    """What the CAM network trains with on ``dicts`` (image-level label dicts): its step config,
+    a new model, the data loader and each parameter's learning-rate factor (the classifier's
+    x CAM.HEAD_LR_MULT)."""
+    node = cfg.MODEL.IRNET.CAM
+    cfg = step_cfg(cfg, "IRNetCAM", node, len(dicts))
+    model = build_model(cfg)
+    head = _multiplier(node.HEAD_LR_MULT, model.HEAD_MODULES)
+    return cfg, model, _loader(cfg, dicts, IRNetCAMMapper(cfg, True)), head
+
+
+def irn_training(cfg: CfgNode, dicts: List[Dict]) -> Tuple[CfgNode, Any, Any, Callable]:
+    """As :func:`cam_training`, for IRNet on ``dicts`` that carry ``relation_label_file``: the
+    displacement branch's learning rate x IRN.DISPLACEMENT_LR_MULT (the CAM backbone, frozen,
+    is not loaded here)."""
+    node = cfg.MODEL.IRNET.IRN
+    cfg = step_cfg(cfg, "IRNetRelations", node, len(dicts))
+    model = build_model(cfg)
+    head = _multiplier(node.DISPLACEMENT_LR_MULT, model.DISPLACEMENT_MODULES)
+    return cfg, model, _loader(cfg, dicts, IRNetRelationMapper(cfg, True)), head
+
+
+def _train(run, cfg: CfgNode, model, loader, log: str, lr_factor: Callable):
+    """``train_for`` logging to ``OUTPUT_DIR/<log>``; ``lr_factor(parameter name)`` is each
+    parameter's learning-rate multiplier. Returns the report without the histories."""
     report = train_for(cfg, model, loader, log_dir=run.folder(log), lr_factor_func=lr_factor)
     report.pop("history")
     return report
@@ -103,23 +134,15 @@ def _todo(report: Dict, paths: List[str]) -> List[bool]:
     return [not os.path.isfile(p) for p in paths]
 
 
-def _multiplier(mult: float, modules) -> Callable[[str], float]:
-    """Learning-rate factor ``mult`` for the parameters of ``modules`` (top-level names), else 1."""
-    prefixes = tuple(f"{m}." for m in modules)
-    return lambda name: mult if name.startswith(prefixes) else 1.0
-
-
 def step_cam(run) -> Dict:
     """Train the CAM network (classifier lr x HEAD_LR_MULT), then save each image's CAMs."""
     node = run.cfg.MODEL.IRNET.CAM
-    cfg = step_cfg(run.cfg, "IRNetCAM", node, len(run.dicts))
-    model = build_model(cfg)
+    cfg, model, loader, head = cam_training(run.cfg, run.dicts)
 
     def train():
         if cfg.MODEL.WEIGHTS:
             SafeCheckpointer(model).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
-        head = _multiplier(node.HEAD_LR_MULT, model.HEAD_MODULES)
-        return _train(run, cfg, model, run.dicts, IRNetCAMMapper(cfg, True), "cam/log", head)
+        return _train(run, cfg, model, loader, "cam/log", head)
 
     report = _trained(run, "cam", model, train)
     model.eval()
@@ -208,16 +231,12 @@ def step_ir_label(run) -> Dict:
 def step_irn(run) -> Dict:
     """Train IRNet on the frozen CAM backbone (displacement branch lr x DISPLACEMENT_LR_MULT), then
     store the mean displacement over the images (the losses only fix D up to a constant)."""
-    node = run.cfg.MODEL.IRNET.IRN
-    cfg = step_cfg(run.cfg, "IRNetRelations", node, len(run.dicts))
-    model = build_model(cfg)
+    dicts = [dict(d, relation_label_file=run.relation_path(d)) for d in run.dicts]
+    cfg, model, loader, head = irn_training(run.cfg, dicts)
     SafeCheckpointer(model).load(os.path.join(run.root, "cam", "model_final.pth"))
 
     def train():
-        dicts = [dict(d, relation_label_file=run.relation_path(d)) for d in run.dicts]
-        head = _multiplier(node.DISPLACEMENT_LR_MULT, model.DISPLACEMENT_MODULES)
-        mapper = IRNetRelationMapper(cfg, True)
-        report = _train(run, cfg, model, dicts, mapper, "irn/log", head)
+        report = _train(run, cfg, model, loader, "irn/log", head)
         model.eval()
         model.displacement_mean.zero_()
         device = model.pixel_mean.device

@@ -115,7 +115,7 @@ def test_irnet_writes_its_mask_rcnn_config_beside_it(tmp_path):
     assert "budget" not in out.read_text()
 
 
-def test_irnet_says_its_budget_reaches_step_5_only(tmp_path):
+def test_irnet_max_iter_reaches_step_5_only(tmp_path):
     """``--max-iter`` with IRNet: step 5's Mask R-CNN config gets the schedule (SOLVER.MAX_ITER 7),
     the IRNet config says in its header that its cam and irn trainings keep their epochs, and its
     CAM / IRN epochs are the base config's (configs/shapes/irnet.yaml)."""
@@ -124,7 +124,7 @@ def test_irnet_says_its_budget_reaches_step_5_only(tmp_path):
     argv += ["--max-iter", "7"]
     assert configure.main(argv) == 0
     text = out.read_text()
-    assert "sets the schedule of step 5's Mask R-CNN only" in text
+    assert "--max-iter sets the schedule of step 5's Mask R-CNN only" in text
     assert "keep MODEL.IRNET.CAM.EPOCHS / IRN.EPOCHS of the base" in text
     base = _load(os.path.join(REPO, "configs", "shapes", "irnet.yaml"))
     cfg = _load(out)
@@ -133,6 +133,30 @@ def test_irnet_says_its_budget_reaches_step_5_only(tmp_path):
         base.MODEL.IRNET.IRN.EPOCHS,
     )
     assert _load(tmp_path / "irnet_tiny_mask_rcnn.yaml").SOLVER.MAX_ITER == 7
+
+
+def test_irnet_minutes_are_shared_by_its_three_trainings(tmp_path, monkeypatch):
+    """``--minutes 1`` with IRNet, iteration times fixed at cam 2 s, irn 1 s, Mask R-CNN 0.5 s on
+    shapes_tiny_train (64 images): the base schedules are cam 64 epochs = 256 it of 16, irn 3
+    epochs = 12 it of 16 (ceil), Mask R-CNN 600 it, 824 s in all; each is scaled by 60 / 824:
+    cam int(18.64) = 18 it = 4.5 epochs, irn int(0.87) -> at least 1 it = 0.25 epochs, Mask R-CNN
+    int(43.69) = 43 it."""
+    monkeypatch.setattr(
+        configure,
+        "irnet_iteration_times",
+        lambda cfg, name: {"cam": 2.0, "irn": 1.0, "num_images": 64},
+    )
+    monkeypatch.setattr(configure, "measure_iteration_time", lambda cfg: 0.5)
+    out = tmp_path / "irnet_tiny.yaml"
+    argv = ["--dataset", "shapes_tiny_train", "--method", "irnet", "-o", str(out)]
+    assert configure.main(argv + ["--minutes", "1"]) == 0
+    cfg = _load(out)
+    assert (cfg.MODEL.IRNET.CAM.EPOCHS, cfg.MODEL.IRNET.IRN.EPOCHS) == (4.5, 0.25)
+    mask_rcnn = _load(tmp_path / "irnet_tiny_mask_rcnn.yaml").SOLVER
+    assert (mask_rcnn.MAX_ITER, mask_rcnn.STEPS) == (43, (32, 39))  # 450 / 550 of 600, x 43 / 600
+    text = out.read_text()
+    assert "--minutes 1 is shared by the three trainings" in text
+    assert "EPOCHS: 4.5  # 18 it = 60% of 1 min at 2.00 s per iteration measured here" in text
 
 
 def _weak_coco(tmp_path):
