@@ -30,13 +30,13 @@ from detectron2.data import MetadataCatalog
 import d2_instseg  # noqa: F401  (registers models and datasets)
 from d2_instseg import add_d2_instseg_config
 from d2_instseg.autoconfig import METHODS, SEMANTIC, DataStats, Derived, derive
-from d2_instseg.autoconfig.irnet_timing import irnet_iteration_times
-from d2_instseg.autoconfig.schedule import measure_iteration_time, schedule_keys, split_budget
+from d2_instseg.autoconfig.schedule import schedule_keys, split_budget
 from d2_instseg.autoconfig.write import config_text, relative_base
 from d2_instseg.data import register_user_dataset
 from d2_instseg.data.datasets.user_datasets import parse_dataset_arg
 from d2_instseg.data.fingerprint import fingerprint
-from d2_instseg.engine import amp, iterations_for_epochs
+from d2_instseg.engine import amp, iterations_for_epochs, measure_iteration_time
+from d2_instseg.irnet.timing import irnet_iteration_times
 
 
 def _dataset(spec: str) -> str:

@@ -1,43 +1,10 @@
-"""A training schedule that fits a time budget: iterations from an iteration time measured on
-this machine, the base config's step and warm-up fractions kept."""
+"""A training schedule that fits a time budget: iterations from iteration times measured on this
+machine (``d2_instseg.engine.measure_iteration_time``), the base config's step and warm-up
+fractions kept, and a budget shared by trainings that run one after another."""
 
-import logging
-import time
 from typing import List, Sequence, Tuple
 
 from .stats import Derived
-
-logger = logging.getLogger(__name__)
-
-
-def measure_iteration_time(
-    cfg, model=None, loader=None, lr_factor=None, iterations: int = 4, warmup: int = 2
-) -> float:
-    """Seconds per training iteration of ``cfg`` (median of ``iterations`` after ``warmup``),
-    measured with ``model``, ``loader`` and ``lr_factor`` (a step's own; by default the Trainer's
-    model and data loader) and the Trainer's optimizer."""
-    from detectron2.engine import HookBase
-
-    from ..engine import Trainer
-    from ..engine.train_loop import train_for
-
-    times: List[float] = []
-
-    class _Clock(HookBase):
-        def before_step(self):
-            self._start = time.perf_counter()
-
-        def after_step(self):
-            times.append(time.perf_counter() - self._start)
-
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.SOLVER.MAX_ITER = warmup + iterations
-    model = model if model is not None else Trainer.build_model(cfg)
-    loader = loader if loader is not None else Trainer.build_train_loader(cfg)
-    train_for(cfg, model, loader, lr_factor_func=lr_factor, extra_hooks=[_Clock()])
-    timed = sorted(times[warmup:])
-    return timed[len(timed) // 2]
 
 
 def split_budget(seconds: float, steps: Sequence[Tuple[int, float]]) -> List[int]:

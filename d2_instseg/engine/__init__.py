@@ -13,7 +13,7 @@ from .setup import (
     setup_cfg,
     sync_num_classes,
 )
-from .train_loop import iterations_for_epochs, train_for
+from .train_loop import iterations_for_epochs, measure_iteration_time, train_for
 from .trainer import Trainer, build_evaluator_for_dataset
 from .weights import WeightsUnavailableError, check_weights_reachable
 
@@ -31,6 +31,7 @@ __all__ = [
     "check_weights_reachable",
     "compile_network",
     "iterations_for_epochs",
+    "measure_iteration_time",
     "load_exported",
     "prepare_for_inference",
     "requirements_report",

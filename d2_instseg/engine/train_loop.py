@@ -1,12 +1,13 @@
 """One plain training loop for everything that trains outside ``Trainer.train`` (the IRNet
 workflow's steps, the benchmark's training rows, the tests' tiny runs): Detectron2's
 ``SimpleTrainer`` (or the mixed-precision loop ``SOLVER.AMP`` selects) with the Trainer's own
-optimizer and LR-scheduler factories, so every loop honours the same SOLVER keys."""
+optimizer and LR-scheduler factories, so every loop honours the same SOLVER keys; and the time
+of one of its iterations (``tools/configure.py``'s budgets)."""
 
 import math
 import os
 import time
-from typing import Callable, Dict, Iterable, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 from detectron2.engine import HookBase, hooks
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
@@ -60,3 +61,28 @@ def train_for(
 def iterations_for_epochs(epochs: float, num_images: int, batch_size: int) -> int:
     """ceil(epochs x images / batch), at least 1: the iterations of a schedule given in epochs."""
     return max(1, math.ceil(epochs * num_images / batch_size))
+
+
+def measure_iteration_time(
+    cfg, model=None, loader=None, lr_factor=None, iterations: int = 4, warmup: int = 2
+) -> float:
+    """Seconds per training iteration of ``cfg`` (median of ``iterations`` after ``warmup``),
+    measured with ``model``, ``loader`` and ``lr_factor`` (a step's own; by default the Trainer's
+    model and data loader) and the Trainer's optimizer."""
+    times: List[float] = []
+
+    class _Clock(HookBase):
+        def before_step(self):
+            self._start = time.perf_counter()
+
+        def after_step(self):
+            times.append(time.perf_counter() - self._start)
+
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.SOLVER.MAX_ITER = warmup + iterations
+    model = model if model is not None else Trainer.build_model(cfg)
+    loader = loader if loader is not None else Trainer.build_train_loader(cfg)
+    train_for(cfg, model, loader, lr_factor_func=lr_factor, extra_hooks=[_Clock()])
+    timed = sorted(times[warmup:])
+    return timed[len(timed) // 2]

@@ -15,9 +15,9 @@ import numpy as np
 from PIL import Image
 
 from ..data.datasets.irnet import image_label_dicts
-from ..irnet.steps import cam_training, irn_training
+from ..engine import measure_iteration_time
 from ..modeling.irnet.relations import IGNORE_LABEL
-from .schedule import measure_iteration_time
+from .steps import cam_training, irn_training
 
 
 def placeholder_relation_label(height: int, width: int, class_id: int) -> np.ndarray:

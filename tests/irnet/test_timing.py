@@ -8,8 +8,8 @@ import torch
 from detectron2.config import get_cfg
 
 from d2_instseg import add_d2_instseg_config
-from d2_instseg.autoconfig import irnet_timing
-from d2_instseg.autoconfig.irnet_timing import placeholder_relation_label
+from d2_instseg.irnet import timing
+from d2_instseg.irnet.timing import placeholder_relation_label
 
 from ..conftest import REPO
 
@@ -33,8 +33,8 @@ def test_each_training_is_timed_on_its_own_model_and_data(monkeypatch):
         seen[step_cfg.MODEL.META_ARCHITECTURE] = (type(model).__name__, batch)
         return {"IRNetCAM": 3.0, "IRNetRelations": 1.5}[step_cfg.MODEL.META_ARCHITECTURE]
 
-    monkeypatch.setattr(irnet_timing, "measure_iteration_time", one_batch)
-    times = irnet_timing.irnet_iteration_times(cfg, "shapes_tiny_train")
+    monkeypatch.setattr(timing, "measure_iteration_time", one_batch)
+    times = timing.irnet_iteration_times(cfg, "shapes_tiny_train")
     assert times == {"cam": 3.0, "irn": 1.5, "num_images": 64}
     name, batch = seen["IRNetCAM"]
     assert name == "IRNetCAM" and len(batch) == 16 and "image_labels" in batch[0]
