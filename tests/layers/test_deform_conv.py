@@ -123,6 +123,7 @@ def test_bfloat16_input_keeps_subpixel_positions():
         (2, 5, 3, 7, 9, 1, True),
         (1, 4, 6, 6, 1, 2, False),  # dilation 2 (padding 2), a one-pixel-wide image, no bias
         (2, 16, 8, 24, 50, 1, True),  # 2,400 pixels: several tiles, one across the two images
+        (1, 33, 40, 11, 13, 1, True),  # 40 outputs: a full 16- or 32-wide block and a partial one
     ],
 )
 def test_inference_matches_torchvision(path, n, c, c_out, h, w, dilation, bias):
@@ -141,6 +142,31 @@ def test_inference_matches_torchvision(path, n, c, c_out, h, w, dilation, bias):
             x, offset, weight, b, mask, padding=dilation, dilation=dilation
         )
     assert out.shape == (n, c_out, h, w)
+    assert torch.allclose(out, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_channels_last_slices_as_inputs(path):
+    """As a channels-last model calls it: offsets and mask are channel slices of one channels-last
+    (N, 27, H, W) conv output and the weight is channels-last; the result equals torchvision's on
+    contiguous copies (the native kernel reads these strides in place)."""
+    torch.manual_seed(3)
+    n, c, c_out, h, w = 2, 12, 20, 9, 10
+    x = torch.randn(n, c, h, w).contiguous(memory_format=torch.channels_last)
+    offset_mask = (3 * torch.randn(n, 27, h, w)).contiguous(memory_format=torch.channels_last)
+    offset, mask = offset_mask[:, :18], torch.sigmoid(offset_mask[:, 18:])
+    weight = torch.randn(c_out, c, 3, 3).contiguous(memory_format=torch.channels_last)
+    b = torch.randn(c_out)
+    assert not offset.is_contiguous() and not weight.is_contiguous()
+    expected = deform_conv2d(
+        x.contiguous(),
+        offset.contiguous(),
+        weight.contiguous(),
+        b,
+        padding=(1, 1),
+        mask=mask.contiguous(),
+    )
+    with torch.no_grad():
+        out = modulated_deform_conv2d(x, offset, weight, b, mask)
     assert torch.allclose(out, expected, atol=1e-4, rtol=1e-4)
 
 
