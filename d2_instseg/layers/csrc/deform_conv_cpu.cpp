@@ -96,8 +96,9 @@ void fill_columns(const float* __restrict x, const Strided& offset, const Stride
 // tile: each call reordered the weight into oneDNN's blocked layout again (the whole weight per
 // tile of 1,024 pixels, or of 128 on a 16 x 16 layer), which made the product 1.2-1.7x a dense 3x3
 // conv's time on DLA-34's layers. Packed once per call and multiplied by this kernel, the product
-// runs at the dense conv's rate (measured on each DLA-34 DCN layer at 512 x 512, both threads, this
-// 2-core AVX-512 CPU: the whole op 0.60-0.86x the oneDNN version's time, CenterMask 0.95x).
+// runs at the dense conv's rate (DLA-34's DCN layers at 512 x 512, both threads of this 2-core
+// AVX-512 CPU: the whole op 0.83-0.94x the oneDNN version's time, 0.87x over the 16 layers;
+// CenterMask 0.95x).
 // Vectors are GCC's (AVX-512 with -march=native where the CPU has it, else 8 lanes).
 #if defined(__AVX512F__)
 #define D2_INSTSEG_LANES 16
