@@ -68,9 +68,10 @@ def transition_matrix(affinity: torch.Tensor, beta: float) -> torch.Tensor:
     columns = torch.zeros(scaled.shape[1], dtype=scaled.dtype, device=scaled.device)
     columns.index_add_(0, scaled.indices()[1], scaled.values())
     normalised = scaled.values() / columns[scaled.indices()[1]]
+    # The indices are the coalesced ones of `scaled`: flagged so, they are not sorted again.
     return torch.sparse_coo_tensor(
-        scaled.indices(), normalised, scaled.shape, check_invariants=False
-    ).coalesce()
+        scaled.indices(), normalised, scaled.shape, check_invariants=False, is_coalesced=True
+    )
 
 
 def propagate(seeds: torch.Tensor, trans: torch.Tensor, steps: int) -> torch.Tensor:

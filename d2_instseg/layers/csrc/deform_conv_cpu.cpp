@@ -189,8 +189,8 @@ at::Tensor modulated_deform_conv2d_forward(const at::Tensor& input, const at::Te
               "modulated_deform_conv2d_forward: input ", input.sizes(), ", weight ",
               weight.sizes(), ", offset ", offset.sizes(), ", mask ", mask.sizes());
   const at::Tensor x = input.permute({0, 2, 3, 1}).contiguous();  // (N, H, W, C)
-  const int64_t depth = k * c, panels = (c_out + kCols - 1) / kCols;
-  const at::Tensor packed = pack_weight(weight);
+  const at::Tensor packed = pack_weight(weight);  // (panels, K * C, kCols)
+  const int64_t panels = packed.size(0), depth = packed.size(1);
   at::Tensor shift = at::zeros({panels * kCols}, input.options());
   if (bias.has_value() && bias->defined()) shift.narrow(0, 0, c_out).copy_(*bias);
   const int64_t total = n * h * w;
